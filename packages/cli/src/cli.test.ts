@@ -1,0 +1,343 @@
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { cpSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { join, relative } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+
+import { concatBytes, hashLeaf, parseVerifierKey, utf8Encode } from '@ward/core'
+import {
+  Ward,
+  appendAuditEvents,
+  buildAuditEvent,
+  findAuditLog,
+  loadConfig,
+  systemContext,
+} from '@ward/server'
+
+import {
+  dialects,
+  freshDatabase,
+  temporaryDirectory,
+  testEnvironment,
+  type TestDatabase,
+} from '../../server/test/support.js'
+import { verifyExport } from './verify.js'
+
+const repository = fileURLToPath(new URL('../../..', import.meta.url))
+// The command as shipped: the compiled build that `npm test` makes before running the tests.
+const entry = fileURLToPath(new URL('../dist/main.js', import.meta.url))
+
+interface Run {
+  status: number | null
+  stdout: string
+  stderr: string
+}
+
+for (const { dialect, skip } of dialects) {
+  describe(`ward command on ${dialect}`, { skip }, () => {
+    let directory: ReturnType<typeof temporaryDirectory>
+    let database: TestDatabase
+    let home: string
+    let env: Record<string, string>
+
+    const ward = (...args: string[]): Run => {
+      const result = spawnSync(process.execPath, [entry, ...args], {
+        cwd: repository,
+        env: { PATH: process.env['PATH'] ?? '', ...env },
+        encoding: 'utf8',
+      })
+      return { status: result.status, stdout: result.stdout, stderr: result.stderr }
+    }
+
+    const ok = (...args: string[]): string => {
+      const result = ward(...args)
+      assert.equal(result.status, 0, `ward ${args.join(' ')} failed: ${result.stderr}`)
+      return result.stdout
+    }
+
+    /** Appends `count` events to `log` directly through the store, as a busy Ward would. */
+    const grow = async (log: string, count: number) => {
+      const opened = await Ward.open(loadConfig({ env }))
+      try {
+        const events = Array.from({ length: count }, (_, i) =>
+          buildAuditEvent(systemContext('test'), 'ward.test', {
+            type: { code: '110100', display: 'Application Activity' },
+            operation: `test.event-${i}`,
+            action: 'E',
+          }),
+        )
+        await opened.store.transaction((tx) =>
+          appendAuditEvents(tx, opened.store.dialect, log, events),
+        )
+      } finally {
+        await opened.close()
+      }
+    }
+
+    /** Runs `work` against the raw store, as somebody with database access could. */
+    const tamper = async (log: string, work: (ward: Ward, logId: string) => Promise<void>) => {
+      const opened = await Ward.open(loadConfig({ env }))
+      try {
+        await work(opened, (await findAuditLog(opened.store.db, log)).id)
+      } finally {
+        await opened.close()
+      }
+    }
+
+    before(async () => {
+      directory = temporaryDirectory()
+      database = await freshDatabase(dialect, directory.path)
+      home = join(directory.path, 'home')
+      env = testEnvironment(home, database.url)
+    })
+
+    after(async () => {
+      await database.drop()
+      directory.remove()
+    })
+
+    test('init creates a home only its owner can read, and refuses to run twice', () => {
+      const output = ok('init')
+      assert.match(output, /created master key/)
+      assert.match(output, /created platform audit log/)
+      assert.equal(statSync(join(home, 'master.key')).mode & 0o777, 0o600)
+      assert.equal(statSync(join(home, 'operator-token')).mode & 0o777, 0o600)
+      assert.equal(statSync(home).mode & 0o777, 0o700)
+      assert.ok(!output.includes(readFileSync(join(home, 'master.key'), 'utf8').trim()))
+
+      const again = ward('init')
+      assert.equal(again.status, 1)
+      assert.match(again.stderr, /ERR_ALREADY_INITIALIZED/)
+    })
+
+    test('org create makes an organization with its own log; bad input is named', () => {
+      assert.match(
+        ok('org', 'create', 'acme', '--name', 'Acme Health'),
+        /created organization acme/,
+      )
+      assert.match(ok('org', 'list'), /^acme\tAcme Health\t/m)
+
+      const duplicate = ward('org', 'create', 'acme', '--name', 'Again')
+      assert.equal(duplicate.status, 1)
+      assert.match(duplicate.stderr, /ERR_ORGANIZATION_EXISTS/)
+
+      const badSlug = ward('org', 'create', 'Bad Slug!', '--name', 'X')
+      assert.equal(badSlug.status, 1)
+      assert.match(badSlug.stderr, /slug must be 1–63 lowercase letters/)
+
+      const missingName = ward('org', 'create', 'beta')
+      assert.equal(missingName.status, 2)
+      assert.match(missingName.stderr, /--name/)
+    })
+
+    test('audit key prints a verifier key named by the log origin', () => {
+      const key = ok('audit', 'key', '--log', 'acme').trim()
+      assert.match(key, /^ward\.test\/acme\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/)
+      assert.equal(parseVerifierKey(key).name, 'ward.test/acme')
+      assert.match(ok('audit', 'key', '--log', 'platform'), /^ward\.test\/platform\+/)
+      const unknown = ward('audit', 'key', '--log', 'nobody')
+      assert.equal(unknown.status, 1)
+      assert.match(unknown.stderr, /ERR_AUDIT_LOG_NOT_FOUND/)
+    })
+
+    test('an export verifies, and a later export is consistent with the earlier checkpoint', async () => {
+      await grow('acme', 700)
+      const first = join(directory.path, 'export-1')
+      assert.match(
+        ok('audit', 'export', '--log', 'acme', '--out', first),
+        /exported audit log acme: size 702/,
+      )
+      const key = ok('audit', 'key', '--log', 'acme').trim()
+      const verified = ok('audit', 'verify', first, '--key', key)
+      assert.match(verified, /^verified ward\.test\/acme: size 702, root [0-9a-f]{64}$/m)
+
+      const previous = join(directory.path, 'checkpoint-702')
+      cpSync(join(first, 'checkpoint'), previous)
+      await grow('acme', 300)
+      const second = join(directory.path, 'export-2')
+      ok('audit', 'export', '--log', 'acme', '--out', second)
+      assert.match(
+        ok('audit', 'verify', second, '--key', key, '--previous', previous),
+        /consistent/,
+      )
+
+      // Exporting again into the first directory adds the new tiles beside the old ones.
+      ok('audit', 'export', '--log', 'acme', '--out', first)
+      ok('audit', 'verify', first, '--key', key, '--previous', previous)
+
+      const platformKey = ok('audit', 'key', '--log', 'platform').trim()
+      const wrongKey = ward('audit', 'verify', first, '--key', platformKey)
+      assert.equal(wrongKey.status, 1)
+      assert.match(wrongKey.stderr, /ERR_NOTE_UNVERIFIED|origin/)
+    })
+
+    test('one flipped byte anywhere in an export fails verification, naming the file', () => {
+      const exported = join(directory.path, 'export-2')
+      const key = parseVerifierKey(ok('audit', 'key', '--log', 'acme').trim())
+      assert.doesNotThrow(() => verifyExport(exported, key))
+
+      const files = listFiles(exported)
+      assert.ok(files.length > 8, 'the export has several tiles and bundles')
+      for (const file of files) {
+        const original = readFileSync(join(exported, file))
+        for (const offset of [0, Math.floor(original.length / 2), original.length - 1]) {
+          const flipped = Buffer.from(original)
+          flipped[offset] = (flipped[offset] as number) ^ 0x01
+          writeFileSync(join(exported, file), flipped)
+          assert.throws(
+            () => verifyExport(exported, key),
+            (error: Error) => error.message.includes(file) || file === 'checkpoint',
+            `flipping byte ${offset} of ${file} went unnoticed`,
+          )
+        }
+        writeFileSync(join(exported, file), original)
+      }
+      assert.doesNotThrow(() => verifyExport(exported, key))
+    })
+
+    test('a removed tile or bundle fails verification, naming it', () => {
+      const exported = join(directory.path, 'export-2')
+      const key = ok('audit', 'key', '--log', 'acme').trim()
+      const file = join(exported, 'tile', 'entries', '001')
+      const original = readFileSync(file)
+      writeFileSync(file, original.subarray(0, original.length - 10))
+      const truncated = ward('audit', 'verify', exported, '--key', key)
+      assert.equal(truncated.status, 1)
+      assert.match(truncated.stderr, /tile\/entries\/001/)
+      writeFileSync(file, original)
+    })
+
+    describe('tampering with the database is detected', () => {
+      const scenarios: {
+        name: string
+        change: (ward: Ward, logId: string) => Promise<void>
+        fails: 'verify' | 'export'
+        names: RegExp
+      }[] = [
+        {
+          name: 'an edited event body',
+          fails: 'verify',
+          names: /tile\/entries\/000.*entry 10\b/,
+          change: async (ward, logId) => {
+            const row = await entryRow(ward, logId, 10)
+            const body = Buffer.from(row.body)
+            body[body.indexOf('"E"') + 1] = 'D'.charCodeAt(0)
+            await ward.store.db
+              .updateTable('audit_entries')
+              .set({ body })
+              .where('log_id', '=', logId)
+              .where('idx', '=', 10)
+              .execute()
+          },
+        },
+        {
+          name: 'an edited body with its leaf hash recomputed',
+          fails: 'verify',
+          names: /tile\/1\/000/,
+          change: async (ward, logId) => {
+            const row = await entryRow(ward, logId, 20)
+            const body = utf8Encode(Buffer.from(row.body).toString('utf8').replace('"E"', '"D"'))
+            const hashes = concatBytes(hashLeaf(body), row.hashes.subarray(32))
+            await ward.store.db
+              .updateTable('audit_entries')
+              .set({ body, hashes })
+              .where('log_id', '=', logId)
+              .where('idx', '=', 20)
+              .execute()
+          },
+        },
+        {
+          name: 'a deleted entry',
+          fails: 'verify',
+          names: /tile\/0\/000|tile\/entries\/000/,
+          change: async (ward, logId) => {
+            await ward.store.db
+              .deleteFrom('audit_entries')
+              .where('log_id', '=', logId)
+              .where('idx', '=', 100)
+              .execute()
+          },
+        },
+        {
+          name: 'two entries swapped',
+          fails: 'verify',
+          names: /tile\/1\/000|tile\/0\/000|tile\/entries\/000/,
+          change: async (ward, logId) => {
+            const third = await entryRow(ward, logId, 3)
+            const fourth = await entryRow(ward, logId, 4)
+            const set = (idx: number, row: typeof third) =>
+              ward.store.db
+                .updateTable('audit_entries')
+                .set({ body: row.body, hashes: row.hashes, event_id: row.event_id })
+                .where('log_id', '=', logId)
+                .where('idx', '=', idx)
+                .execute()
+            await set(3, fourth)
+            await set(4, third)
+          },
+        },
+        {
+          name: 'the newest entries truncated with the head rewritten to match',
+          fails: 'export',
+          names: /entries were removed/,
+          change: async (ward, logId) => {
+            await ward.store.db
+              .deleteFrom('audit_entries')
+              .where('log_id', '=', logId)
+              .where('idx', '>=', 256)
+              .execute()
+            const root = await entryRow(ward, logId, 255)
+            await ward.store.db
+              .updateTable('audit_logs')
+              .set({ size: 256, frontier: root.hashes.subarray(8 * 32, 9 * 32) })
+              .where('id', '=', logId)
+              .execute()
+          },
+        },
+      ]
+
+      for (const [position, scenario] of scenarios.entries()) {
+        test(`${scenario.name} makes ${scenario.fails} fail`, async () => {
+          const slug = `tamper-${position}`
+          ok('org', 'create', slug, '--name', `Tamper ${position}`)
+          await grow(slug, 298)
+          ok('audit', 'checkpoint', '--log', slug)
+          const key = ok('audit', 'key', '--log', slug).trim()
+
+          await tamper(slug, scenario.change)
+          const out = join(directory.path, `tampered-${position}`)
+          const exported = ward('audit', 'export', '--log', slug, '--out', out)
+          if (scenario.fails === 'export') {
+            assert.equal(exported.status, 1)
+            assert.match(exported.stderr, /ERR_LOG_INVALID/)
+            assert.match(exported.stderr, scenario.names)
+            return
+          }
+          assert.equal(exported.status, 0, exported.stderr)
+          const verified = ward('audit', 'verify', out, '--key', key)
+          assert.equal(verified.status, 1, `verification passed after ${scenario.name}`)
+          assert.match(verified.stderr, scenario.names)
+        })
+      }
+    })
+  })
+}
+
+async function entryRow(ward: Ward, logId: string, idx: number) {
+  return ward.store.db
+    .selectFrom('audit_entries')
+    .select(['body', 'hashes', 'event_id'])
+    .where('log_id', '=', logId)
+    .where('idx', '=', idx)
+    .executeTakeFirstOrThrow()
+}
+
+function listFiles(directory: string): string[] {
+  const files: string[] = []
+  for (const entry of readdirSync(directory, { recursive: true })) {
+    const path = join(directory, String(entry))
+    if (statSync(path).isFile()) files.push(relative(directory, path))
+  }
+  return files.sort()
+}

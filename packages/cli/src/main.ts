@@ -1,0 +1,248 @@
+#!/usr/bin/env node
+import { randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { userInfo } from 'node:os'
+import { parseArgs } from 'node:util'
+
+import { WardError, isWardError, parseVerifierKey, toHex } from '@ward/core'
+import {
+  Ward,
+  createLogger,
+  initializeWard,
+  isInitialized,
+  loadConfig,
+  settingsReference,
+  type OperationContext,
+  type WardConfig,
+} from '@ward/server'
+
+import { verifyExport } from './verify.js'
+
+const usage = `ward — Ward's operator command
+
+usage:
+  ward init                                     create Ward's home, keys and platform audit log
+  ward start                                    initialize when needed, then serve HTTPS
+  ward org create <slug> --name "<name>"        create an organization and its audit log
+  ward org list                                 list organizations
+  ward audit key --log <name>                   print a log's verifier key
+  ward audit checkpoint --log <name>            sign and print a checkpoint now
+  ward audit export --log <name> --out <dir>    write the log as tlog tiles, signed now
+  ward audit verify <dir> --key <vkey> [--previous <checkpoint file>]
+                                                check an exported log offline
+  ward config reference                         print every setting as a Markdown table
+
+Settings come from WARD_* variables or a JSON file named by WARD_CONFIG; see the README.
+`
+
+/** Exit codes: 0 success, 1 operation or verification failed, 2 usage error. */
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, subcommand] = argv
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(usage)
+    return command === undefined ? 2 : 0
+  }
+
+  switch (command) {
+    case 'init':
+      return init(argv.slice(1))
+    case 'start':
+    case 'serve':
+      return start(argv.slice(1))
+    case 'org':
+      if (subcommand === 'create') return orgCreate(argv.slice(2))
+      if (subcommand === 'list') return orgList(argv.slice(2))
+      break
+    case 'audit':
+      if (subcommand === 'key') return auditKey(argv.slice(2))
+      if (subcommand === 'checkpoint') return auditCheckpoint(argv.slice(2))
+      if (subcommand === 'export') return auditExport(argv.slice(2))
+      if (subcommand === 'verify') return auditVerify(argv.slice(2))
+      break
+    case 'config':
+      if (subcommand === 'reference') {
+        process.stdout.write(`${settingsReference()}\n`)
+        return 0
+      }
+      break
+  }
+  throw new UsageError(`unknown command: ${argv.slice(0, 2).join(' ')}`)
+}
+
+function operatorContext(): OperationContext {
+  return {
+    actor: { type: 'operator', id: `cli:${userInfo().username}` },
+    requestId: randomUUID(),
+    purposeOfUse: 'HSYSADMIN',
+    policyRule: 'operator-cli',
+  }
+}
+
+function config(): WardConfig {
+  return loadConfig({ env: process.env })
+}
+
+async function init(args: string[]): Promise<number> {
+  parse(args, [])
+  const settings = config()
+  const result = await initializeWard(settings, operatorContext())
+  if (result.created.length === 0) {
+    throw new WardError(
+      'ERR_ALREADY_INITIALIZED',
+      `Ward's home ${settings.home} is already initialized`,
+    )
+  }
+  for (const line of result.created) console.log(`created ${line}`)
+  return 0
+}
+
+async function start(args: string[]): Promise<number> {
+  parse(args, [])
+  const settings = config()
+  const logger = createLogger(settings.log.level)
+  if (!isInitialized(settings)) {
+    const result = await initializeWard(settings, operatorContext())
+    logger.info({ home: settings.home, created: result.created }, 'initialized a new Ward home')
+  } else {
+    // Fills in anything an interrupted initialization left out; a no-op otherwise.
+    await initializeWard(settings, operatorContext())
+  }
+  const { serveWard } = await import('@ward/server/http')
+  const running = await serveWard(settings, logger)
+  logger.info(
+    {
+      health: `${running.url}/health`,
+      checkpoint: `${running.url}/audit/platform/checkpoint`,
+      operatorTokenFile: `${settings.home}/operator-token`,
+      certificateFile: settings.http.certFile,
+    },
+    'ready',
+  )
+
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve()
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+  await running.close()
+  return 0
+}
+
+async function withWard<T>(work: (ward: Ward) => Promise<T>): Promise<T> {
+  const ward = await Ward.open(config())
+  try {
+    return await work(ward)
+  } finally {
+    await ward.close()
+  }
+}
+
+async function orgCreate(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, ['name'], 1)
+  const slug = positionals[0] as string
+  if (values.name === undefined) throw new UsageError('org create needs --name "<display name>"')
+  const organization = await withWard((ward) =>
+    ward.createOrganization(operatorContext(), { slug, name: values.name as string }),
+  )
+  console.log(
+    `created organization ${organization.slug} (${organization.id}) with audit log ${organization.slug}`,
+  )
+  return 0
+}
+
+async function orgList(args: string[]): Promise<number> {
+  parse(args, [])
+  const organizations = await withWard((ward) => ward.listOrganizations())
+  if (organizations.length === 0) console.log('no organizations')
+  for (const organization of organizations) {
+    console.log(
+      `${organization.slug}\t${organization.name}\t${organization.id}\t${organization.createdAt}`,
+    )
+  }
+  return 0
+}
+
+async function auditKey(args: string[]): Promise<number> {
+  const { values } = parse(args, ['log'])
+  const log = required(values.log, '--log <name>')
+  console.log(await withWard((ward) => ward.verifierKey(log)))
+  return 0
+}
+
+async function auditCheckpoint(args: string[]): Promise<number> {
+  const { values } = parse(args, ['log'])
+  const log = required(values.log, '--log <name>')
+  const checkpoint = await withWard((ward) => ward.signCheckpoint(log))
+  process.stdout.write(checkpoint.note)
+  return 0
+}
+
+async function auditExport(args: string[]): Promise<number> {
+  const { values } = parse(args, ['log', 'out'])
+  const log = required(values.log, '--log <name>')
+  const out = required(values.out, '--out <dir>')
+  const result = await withWard((ward) => ward.exportAuditLog(operatorContext(), log, out))
+  console.log(
+    `exported audit log ${log}: size ${result.size}, root ${toHex(result.checkpoint.rootHash)}, ` +
+      `${result.tiles} hash tiles, ${result.entryBundles} entry bundles to ${out}`,
+  )
+  return 0
+}
+
+async function auditVerify(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, ['key', 'previous'], 1)
+  const key = parseVerifierKey(required(values.key, '--key <verifier key>'))
+  const previous = values.previous === undefined ? undefined : readFileSync(values.previous, 'utf8')
+  const result = verifyExport(positionals[0] as string, key, previous)
+  console.log(`verified ${result.origin}: size ${result.size}, root ${toHex(result.rootHash)}`)
+  if (previous !== undefined) console.log('consistent with the previous checkpoint')
+  return 0
+}
+
+/** Parses `--name value` options (all strings) and exactly `positionalCount` arguments. */
+function parse(args: string[], names: readonly string[], positionalCount = 0) {
+  const options = Object.fromEntries(names.map((name) => [name, { type: 'string' as const }]))
+  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] }
+  try {
+    parsed = parseArgs({
+      args,
+      options,
+      allowPositionals: positionalCount > 0,
+      strict: true,
+    }) as typeof parsed
+  } catch (error) {
+    throw new UsageError((error as Error).message)
+  }
+  if (parsed.positionals.length !== positionalCount) {
+    throw new UsageError(
+      `expected ${positionalCount} argument(s), got ${parsed.positionals.length}`,
+    )
+  }
+  return {
+    values: parsed.values as Record<string, string | undefined>,
+    positionals: parsed.positionals,
+  }
+}
+
+function required(value: string | undefined, flag: string): string {
+  if (typeof value !== 'string' || value === '') throw new UsageError(`missing ${flag}`)
+  return value
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof UsageError) {
+      process.stderr.write(`ward: ${error.message}\n\n${usage}`)
+      process.exit(2)
+    }
+    if (isWardError(error)) {
+      process.stderr.write(`ward: ${error.code}: ${error.message}\n`)
+    } else {
+      process.stderr.write(`ward: unexpected failure: ${(error as Error).stack ?? String(error)}\n`)
+    }
+    process.exit(1)
+  },
+)

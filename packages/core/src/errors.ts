@@ -1,0 +1,61 @@
+/**
+ * Stable machine-readable error codes. A code never changes meaning once published: clients,
+ * operators' alert rules and tests match on it. HTTP status for each code is decided in one
+ * place, in the server's error mapping.
+ */
+export type WardErrorCode =
+  | 'ERR_CONFIG_INVALID'
+  | 'ERR_NOT_INITIALIZED'
+  | 'ERR_ALREADY_INITIALIZED'
+  | 'ERR_KEY_UNAVAILABLE'
+  | 'ERR_KEY_INVALID'
+  | 'ERR_JSON_NOT_CANONICAL'
+  | 'ERR_ENCODING_INVALID'
+  | 'ERR_NOTE_MALFORMED'
+  | 'ERR_NOTE_UNVERIFIED'
+  | 'ERR_VERIFIER_KEY_INVALID'
+  | 'ERR_CHECKPOINT_MALFORMED'
+  | 'ERR_PROOF_INVALID'
+  | 'ERR_PROOF_RANGE'
+  | 'ERR_LOG_INVALID'
+  | 'ERR_AUDIT_EVENT_INVALID'
+  | 'ERR_AUDIT_LOG_NOT_FOUND'
+  | 'ERR_ORGANIZATION_EXISTS'
+  | 'ERR_ORGANIZATION_NOT_FOUND'
+  | 'ERR_INPUT_INVALID'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_UNAUTHENTICATED'
+  | 'ERR_ACCESS_DENIED'
+  | 'ERR_RATE_LIMITED'
+  | 'ERR_PAYLOAD_TOO_LARGE'
+  | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_INTERNAL'
+
+/** Structured, PHI-free facts about an error: field names, limits, indexes, paths. */
+export type WardErrorDetails = Readonly<Record<string, string | number | boolean | null>>
+
+/**
+ * The one error type Ward throws on purpose. `message` is short and names the field or rule
+ * at fault; it must never contain PHI, secrets or key material, because it may be shown to a
+ * caller or written to a log.
+ */
+export class WardError extends Error {
+  readonly code: WardErrorCode
+  readonly details: WardErrorDetails
+
+  constructor(
+    code: WardErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: WardErrorDetails } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'WardError'
+    this.code = code
+    this.details = options.details ?? {}
+  }
+}
+
+/** True when `error` is a {@link WardError}, optionally with the given code. */
+export function isWardError(error: unknown, code?: WardErrorCode): error is WardError {
+  return error instanceof WardError && (code === undefined || error.code === code)
+}

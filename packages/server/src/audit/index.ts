@@ -1,0 +1,39 @@
+export {
+  HomeCheckpointWitness,
+  latestCheckpoint,
+  signCheckpoint,
+  storedRoot,
+  verifierKeyText,
+  type CheckpointSigner,
+  type CheckpointWitness,
+  type SignedCheckpoint,
+} from './checkpoints.js'
+export {
+  AuditEventSchema,
+  auditEventTypes,
+  buildAuditEvent,
+  encodeAuditEvent,
+  maxAuditEventBytes,
+  type AuditEvent,
+  type AuditEventInput,
+} from './event.js'
+export { exportTiles, type ExportResult } from './export.js'
+export {
+  appendAuditEvents,
+  createAuditLog,
+  findAuditLog,
+  headRoot,
+  listAuditLogs,
+  platformLogName,
+  recordAuditEvent,
+  type AppendedEvent,
+  type AuditLogHead,
+} from './log.js'
+export {
+  proveConsistency,
+  proveInclusion,
+  readEntryBundle,
+  readHashTile,
+  type ConsistencyProof,
+  type InclusionProof,
+} from './tiles.js'

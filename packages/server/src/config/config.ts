@@ -1,0 +1,386 @@
+import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { isAbsolute, join, resolve } from 'node:path'
+
+import { WardError } from '@ward/core'
+
+/** How a setting is read from text (an environment variable) and checked. */
+type SettingKind =
+  | { kind: 'string'; pattern?: RegExp; allowed: string }
+  | { kind: 'enum'; values: readonly string[] }
+  | { kind: 'integer'; min: number; max: number }
+
+/** One configuration setting: its dotted name, its `WARD_*` variable, default and rule. */
+interface Setting {
+  readonly name: string
+  readonly env: string
+  readonly description: string
+  readonly secret?: boolean
+  readonly rule: SettingKind
+  readonly defaultValue: (partial: Record<string, unknown>) => string | number | undefined
+}
+
+const hostNamePattern =
+  /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/
+
+/**
+ * Every setting Ward has, in one table. The README's configuration reference is this table;
+ * `settingsReference()` prints it so the two cannot drift.
+ */
+export const settings: readonly Setting[] = [
+  {
+    name: 'home',
+    env: 'WARD_HOME',
+    description: "Ward's home: master key, TLS material, API token, embedded database",
+    rule: { kind: 'string', allowed: 'a directory path' },
+    defaultValue: () => './.ward',
+  },
+  {
+    name: 'environment',
+    env: 'WARD_ENVIRONMENT',
+    description: 'production tightens checks that development relaxes',
+    rule: { kind: 'enum', values: ['development', 'production'] },
+    defaultValue: () => 'development',
+  },
+  {
+    name: 'hostName',
+    env: 'WARD_HOST_NAME',
+    description: 'DNS name of this Ward; first part of every audit log origin line',
+    rule: { kind: 'string', pattern: hostNamePattern, allowed: 'a lowercase DNS name' },
+    defaultValue: () => defaultHostName(),
+  },
+  {
+    name: 'database.url',
+    env: 'WARD_DATABASE_URL',
+    description: 'sqlite:<file> (embedded default) or postgres://user@host:port/database',
+    secret: true,
+    rule: {
+      kind: 'string',
+      pattern: /^(sqlite:.+|postgres(ql)?:\/\/.+)$/,
+      allowed: 'sqlite:<file> or postgres://…',
+    },
+    defaultValue: (partial) => `sqlite:${join(String(partial['home']), 'ward.db')}`,
+  },
+  {
+    name: 'database.busyTimeoutMs',
+    env: 'WARD_DATABASE_BUSY_TIMEOUT_MS',
+    description: 'how long SQLite waits for another writer before failing',
+    rule: { kind: 'integer', min: 0, max: 600_000 },
+    defaultValue: () => 5000,
+  },
+  {
+    name: 'database.poolSize',
+    env: 'WARD_DATABASE_POOL_SIZE',
+    description: 'PostgreSQL connections per Ward process',
+    rule: { kind: 'integer', min: 1, max: 200 },
+    defaultValue: () => 10,
+  },
+  {
+    name: 'http.host',
+    env: 'WARD_HTTP_HOST',
+    description: 'address the HTTPS API listens on',
+    rule: { kind: 'string', pattern: /^[0-9a-zA-Z.:-]+$/, allowed: 'an IP address or host name' },
+    defaultValue: () => '127.0.0.1',
+  },
+  {
+    name: 'http.port',
+    env: 'WARD_HTTP_PORT',
+    description: 'port of the HTTPS API (0 picks a free port)',
+    rule: { kind: 'integer', min: 0, max: 65535 },
+    defaultValue: () => 8443,
+  },
+  {
+    name: 'http.tlsMinVersion',
+    env: 'WARD_HTTP_TLS_MIN_VERSION',
+    description: 'lowest TLS version accepted; TLSv1.2 allows only ECDHE AEAD suites',
+    rule: { kind: 'enum', values: ['TLSv1.3', 'TLSv1.2'] },
+    defaultValue: () => 'TLSv1.3',
+  },
+  {
+    name: 'http.certFile',
+    env: 'WARD_HTTP_CERT_FILE',
+    description: 'PEM certificate chain for the API; default: the one ward init made',
+    rule: { kind: 'string', allowed: 'a file path' },
+    defaultValue: (partial) => join(String(partial['home']), 'tls', 'server.crt'),
+  },
+  {
+    name: 'http.keyFile',
+    env: 'WARD_HTTP_KEY_FILE',
+    description: 'PEM private key for the API certificate',
+    rule: { kind: 'string', allowed: 'a file path' },
+    defaultValue: (partial) => join(String(partial['home']), 'tls', 'server.key'),
+  },
+  {
+    name: 'http.bodyLimitBytes',
+    env: 'WARD_HTTP_BODY_LIMIT_BYTES',
+    description: 'largest request body accepted',
+    rule: { kind: 'integer', min: 1024, max: 64 * 1024 * 1024 },
+    defaultValue: () => 1024 * 1024,
+  },
+  {
+    name: 'http.rateLimitPerMinute',
+    env: 'WARD_HTTP_RATE_LIMIT_PER_MINUTE',
+    description: 'requests per minute allowed from one client address',
+    rule: { kind: 'integer', min: 1, max: 1_000_000 },
+    defaultValue: () => 6000,
+  },
+  {
+    name: 'log.level',
+    env: 'WARD_LOG_LEVEL',
+    description: 'application log level (JSON lines on standard output)',
+    rule: { kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'silent'] },
+    defaultValue: () => 'info',
+  },
+  {
+    name: 'audit.checkpointIntervalSeconds',
+    env: 'WARD_AUDIT_CHECKPOINT_INTERVAL_SECONDS',
+    description: 'how often a grown audit log gets a newly signed checkpoint',
+    rule: { kind: 'integer', min: 1, max: 86_400 },
+    defaultValue: () => 60,
+  },
+]
+
+/** Ward's validated configuration. Paths are absolute. */
+export interface WardConfig {
+  readonly home: string
+  readonly environment: 'development' | 'production'
+  readonly hostName: string
+  readonly database: {
+    readonly url: string
+    readonly busyTimeoutMs: number
+    readonly poolSize: number
+  }
+  readonly http: {
+    readonly host: string
+    readonly port: number
+    readonly tlsMinVersion: 'TLSv1.3' | 'TLSv1.2'
+    readonly certFile: string
+    readonly keyFile: string
+    readonly bodyLimitBytes: number
+    readonly rateLimitPerMinute: number
+  }
+  readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent' }
+  readonly audit: { readonly checkpointIntervalSeconds: number }
+}
+
+/** Where configuration comes from; tests pass these explicitly instead of touching `process`. */
+export interface ConfigSources {
+  /** Environment variables; only `WARD_*` names are read. */
+  readonly env?: Readonly<Record<string, string | undefined>>
+  /** A JSON configuration file; `WARD_CONFIG` names one when this is absent. */
+  readonly file?: string
+  /** Values that win over file and environment (command-line flags). */
+  readonly overrides?: Readonly<Record<string, string | number>>
+  /** Base for relative paths; the current directory by default. */
+  readonly cwd?: string
+}
+
+/**
+ * Reads, checks and resolves Ward's configuration: defaults, then the JSON file, then `WARD_*`
+ * variables, then overrides. A bad or unknown setting throws `ERR_CONFIG_INVALID` naming the
+ * setting, where it came from and what is allowed; secret values are never echoed.
+ */
+export function loadConfig(sources: ConfigSources = {}): WardConfig {
+  const env = sources.env ?? {}
+  const cwd = sources.cwd ?? process.cwd()
+  const values: Record<string, unknown> = {}
+  const origins: Record<string, string> = {}
+
+  const filePath = sources.file ?? env['WARD_CONFIG']
+  if (filePath !== undefined && filePath !== '') {
+    for (const [name, value] of Object.entries(readConfigFile(resolve(cwd, filePath)))) {
+      values[name] = value
+      origins[name] = `configuration file ${filePath}`
+    }
+  }
+
+  const known = new Set(settings.map((setting) => setting.env))
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('WARD_') || known.has(name) || ignoredVariables.has(name)) continue
+    if (name.startsWith('WARD_TEST_')) continue
+    throw new WardError('ERR_CONFIG_INVALID', `unknown setting ${name}`, {
+      details: { setting: name },
+    })
+  }
+  for (const setting of settings) {
+    const text = env[setting.env]
+    if (text === undefined || text === '') continue
+    values[setting.name] = text
+    origins[setting.name] = `environment variable ${setting.env}`
+  }
+  for (const [name, value] of Object.entries(sources.overrides ?? {})) {
+    values[name] = value
+    origins[name] = 'command line'
+  }
+
+  const resolved: Record<string, unknown> = {}
+  for (const setting of settings) {
+    const raw = values[setting.name] ?? setting.defaultValue(resolved)
+    const value = checkSetting(setting, raw, origins[setting.name] ?? 'default')
+    resolved[setting.name] = isPathSetting(setting) ? absolutePath(cwd, String(value)) : value
+    if (setting.name === 'database.url') resolved[setting.name] = resolveDatabaseUrl(cwd, value)
+  }
+  return toConfig(resolved)
+}
+
+const ignoredVariables = new Set(['WARD_CONFIG'])
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'))
+  } catch (cause) {
+    throw new WardError('ERR_CONFIG_INVALID', `configuration file ${path} is not readable JSON`, {
+      cause,
+      details: { file: path },
+    })
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new WardError('ERR_CONFIG_INVALID', `configuration file ${path} must hold an object`)
+  }
+  const flat: Record<string, unknown> = {}
+  flatten(parsed as Record<string, unknown>, '', flat)
+  const known = new Set(settings.map((setting) => setting.name))
+  for (const name of Object.keys(flat)) {
+    if (!known.has(name)) {
+      throw new WardError('ERR_CONFIG_INVALID', `unknown setting ${name} in ${path}`, {
+        details: { setting: name, file: path },
+      })
+    }
+  }
+  return flat
+}
+
+function flatten(object: Record<string, unknown>, prefix: string, into: Record<string, unknown>) {
+  for (const [key, value] of Object.entries(object)) {
+    const name = prefix === '' ? key : `${prefix}.${key}`
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      flatten(value as Record<string, unknown>, name, into)
+    } else {
+      into[name] = value
+    }
+  }
+}
+
+function checkSetting(setting: Setting, raw: unknown, origin: string): string | number {
+  const shown = setting.secret === true ? '(value hidden)' : JSON.stringify(raw)
+  const fail = (allowed: string): never => {
+    throw new WardError(
+      'ERR_CONFIG_INVALID',
+      `setting ${setting.name} from ${origin} is ${shown}; allowed: ${allowed}`,
+      { details: { setting: setting.name, env: setting.env, allowed } },
+    )
+  }
+  const rule = setting.rule
+  switch (rule.kind) {
+    case 'integer': {
+      const number = typeof raw === 'string' && /^-?\d+$/.test(raw) ? Number(raw) : raw
+      if (typeof number !== 'number' || !Number.isSafeInteger(number)) {
+        return fail(`a whole number from ${rule.min} to ${rule.max}`)
+      }
+      if (number < rule.min || number > rule.max) {
+        return fail(`a whole number from ${rule.min} to ${rule.max}`)
+      }
+      return number
+    }
+    case 'enum':
+      if (typeof raw !== 'string' || !rule.values.includes(raw)) return fail(rule.values.join(', '))
+      return raw
+    case 'string':
+      if (typeof raw !== 'string' || raw.length === 0 || raw.length > 4096)
+        return fail(rule.allowed)
+      if (rule.pattern !== undefined && !rule.pattern.test(raw)) return fail(rule.allowed)
+      return raw
+  }
+}
+
+function isPathSetting(setting: Setting): boolean {
+  return setting.rule.kind === 'string' && setting.rule.allowed.endsWith('path')
+}
+
+function absolutePath(cwd: string, path: string): string {
+  return isAbsolute(path) ? path : resolve(cwd, path)
+}
+
+function resolveDatabaseUrl(cwd: string, value: string | number): string {
+  const url = String(value)
+  if (!url.startsWith('sqlite:')) return url
+  return `sqlite:${absolutePath(cwd, url.slice('sqlite:'.length))}`
+}
+
+function defaultHostName(): string {
+  const name = hostname().toLowerCase()
+  return hostNamePattern.test(name) ? name : 'localhost'
+}
+
+function toConfig(values: Record<string, unknown>): WardConfig {
+  const get = <T>(name: string) => values[name] as T
+  return {
+    home: get('home'),
+    environment: get('environment'),
+    hostName: get('hostName'),
+    database: {
+      url: get('database.url'),
+      busyTimeoutMs: get('database.busyTimeoutMs'),
+      poolSize: get('database.poolSize'),
+    },
+    http: {
+      host: get('http.host'),
+      port: get('http.port'),
+      tlsMinVersion: get('http.tlsMinVersion'),
+      certFile: get('http.certFile'),
+      keyFile: get('http.keyFile'),
+      bodyLimitBytes: get('http.bodyLimitBytes'),
+      rateLimitPerMinute: get('http.rateLimitPerMinute'),
+    },
+    log: { level: get('log.level') },
+    audit: { checkpointIntervalSeconds: get('audit.checkpointIntervalSeconds') },
+  }
+}
+
+/**
+ * The configuration as safe to print at start-up: secrets are replaced, and a database URL
+ * keeps its scheme, host and database name but loses any user name and password.
+ */
+export function configSummary(config: WardConfig): Record<string, string | number> {
+  return {
+    home: config.home,
+    environment: config.environment,
+    hostName: config.hostName,
+    database: redactDatabaseUrl(config.database.url),
+    httpAddress: `${config.http.host}:${config.http.port}`,
+    tlsMinVersion: config.http.tlsMinVersion,
+    logLevel: config.log.level,
+    checkpointIntervalSeconds: config.audit.checkpointIntervalSeconds,
+  }
+}
+
+/** A database URL with credentials removed, for logs and messages. */
+export function redactDatabaseUrl(url: string): string {
+  if (url.startsWith('sqlite:')) return url
+  try {
+    const parsed = new URL(url)
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}`
+  } catch {
+    return 'postgres://(unparsable)'
+  }
+}
+
+/** The settings table as Markdown, for the README's configuration reference. */
+export function settingsReference(): string {
+  const rows = settings.map((setting) => {
+    const rule = setting.rule
+    const allowed =
+      rule.kind === 'enum'
+        ? rule.values.join(', ')
+        : rule.kind === 'integer'
+          ? `${rule.min}–${rule.max}`
+          : rule.allowed
+    return `| \`${setting.env}\` | \`${setting.name}\` | ${allowed} | ${setting.description} |`
+  })
+  return [
+    '| variable | file key | allowed | what it sets |',
+    '| --- | --- | --- | --- |',
+    ...rows,
+  ].join('\n')
+}

@@ -1,0 +1,9 @@
+export {
+  configSummary,
+  loadConfig,
+  redactDatabaseUrl,
+  settings,
+  settingsReference,
+  type ConfigSources,
+  type WardConfig,
+} from './config.js'

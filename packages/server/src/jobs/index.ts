@@ -1,0 +1,1 @@
+export { startJobs, type Job } from './scheduler.js'

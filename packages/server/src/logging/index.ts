@@ -1,0 +1,1 @@
+export { createLogger, redactedFields, type Logger } from './logger.js'

@@ -1,0 +1,8 @@
+export type { Database } from './schema.js'
+export {
+  openStore,
+  type Dialect,
+  type Store,
+  type StoreOptions,
+  type Transaction,
+} from './store.js'

@@ -1,0 +1,94 @@
+import type { Kysely, Migration, MigrationProvider } from 'kysely'
+
+import type { Dialect } from './store.js'
+
+/**
+ * Ward's schema history, oldest first. A migration that has shipped is never edited; a change
+ * is a new migration. Each is written once for both dialects, differing only in column types.
+ */
+function migrations(dialect: Dialect): Record<string, Migration> {
+  const bytes = dialect === 'sqlite' ? 'blob' : 'bytea'
+  const bigint = dialect === 'sqlite' ? 'integer' : 'bigint'
+
+  return {
+    '0001-foundation': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('organizations')
+          .addColumn('id', 'text', (column) => column.primaryKey())
+          .addColumn('slug', 'text', (column) => column.notNull().unique())
+          .addColumn('name', 'text', (column) => column.notNull())
+          .addColumn('created_at', 'text', (column) => column.notNull())
+          .execute()
+
+        await db.schema
+          .createTable('signing_keys')
+          .addColumn('id', 'text', (column) => column.primaryKey())
+          .addColumn('purpose', 'text', (column) => column.notNull())
+          .addColumn('algorithm', 'text', (column) => column.notNull())
+          .addColumn('public_key', bytes, (column) => column.notNull())
+          .addColumn('wrapped_private_key', bytes, (column) => column.notNull())
+          .addColumn('provider', 'text', (column) => column.notNull())
+          .addColumn('created_at', 'text', (column) => column.notNull())
+          .execute()
+
+        await db.schema
+          .createTable('audit_logs')
+          .addColumn('id', 'text', (column) => column.primaryKey())
+          .addColumn('name', 'text', (column) => column.notNull().unique())
+          .addColumn('origin', 'text', (column) => column.notNull())
+          .addColumn('organization_id', 'text', (column) =>
+            column.references('organizations.id').unique(),
+          )
+          .addColumn('signing_key_id', 'text', (column) =>
+            column.notNull().references('signing_keys.id'),
+          )
+          .addColumn('size', bigint, (column) => column.notNull())
+          .addColumn('frontier', bytes, (column) => column.notNull())
+          .addColumn('created_at', 'text', (column) => column.notNull())
+          .execute()
+
+        await db.schema
+          .createTable('audit_entries')
+          .addColumn('log_id', 'text', (column) => column.notNull().references('audit_logs.id'))
+          .addColumn('idx', bigint, (column) => column.notNull())
+          .addColumn('event_id', 'text', (column) => column.notNull())
+          .addColumn('recorded_at', 'text', (column) => column.notNull())
+          .addColumn('body', bytes, (column) => column.notNull())
+          .addColumn('hashes', bytes, (column) => column.notNull())
+          .addPrimaryKeyConstraint('audit_entries_pk', ['log_id', 'idx'])
+          .execute()
+
+        await db.schema
+          .createTable('audit_checkpoints')
+          .addColumn('id', dialect === 'sqlite' ? 'integer' : 'bigserial', (column) =>
+            dialect === 'sqlite' ? column.primaryKey().autoIncrement() : column.primaryKey(),
+          )
+          .addColumn('log_id', 'text', (column) => column.notNull().references('audit_logs.id'))
+          .addColumn('size', bigint, (column) => column.notNull())
+          .addColumn('root_hash', bytes, (column) => column.notNull())
+          .addColumn('note', 'text', (column) => column.notNull())
+          .addColumn('signed_at', 'text', (column) => column.notNull())
+          .execute()
+        await db.schema
+          .createIndex('audit_checkpoints_log')
+          .on('audit_checkpoints')
+          .columns(['log_id', 'id'])
+          .execute()
+      },
+    },
+  }
+}
+
+/** Supplies Ward's migrations to Kysely's migrator. */
+export class WardMigrations implements MigrationProvider {
+  readonly #dialect: Dialect
+
+  constructor(dialect: Dialect) {
+    this.#dialect = dialect
+  }
+
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return migrations(this.#dialect)
+  }
+}

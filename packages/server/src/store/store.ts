@@ -1,0 +1,173 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+
+import SqliteDatabase from 'better-sqlite3'
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely'
+import pg from 'pg'
+
+import { WardError } from '@ward/core'
+
+import { redactDatabaseUrl } from '../config/index.js'
+import { WardMigrations } from './migrations.js'
+import type { Database } from './schema.js'
+
+/** The two databases Ward runs on. */
+export type Dialect = 'sqlite' | 'postgres'
+
+/**
+ * A database handle bound to one transaction. Domain functions take one of these as their
+ * first argument, so the caller decides what commits together — in particular, an operation
+ * and its audit event.
+ */
+export type Transaction = Kysely<Database>
+
+/** An open database with Ward's schema migrated to the latest version. */
+export interface Store {
+  readonly dialect: Dialect
+  /** Credential-free description, safe for logs. */
+  readonly description: string
+  /** For reads that need no transaction. */
+  readonly db: Kysely<Database>
+  /**
+   * Runs `work` in one read-write transaction and commits when it resolves; rolls back and
+   * rethrows when it rejects. On SQLite the write lock is taken at the start (BEGIN
+   * IMMEDIATE), so two processes sharing the file wait for each other instead of failing
+   * half-way.
+   */
+  transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T>
+  close(): Promise<void>
+}
+
+/** How to reach the database. */
+export interface StoreOptions {
+  /** `sqlite:<absolute file>` or `postgres://…`. */
+  readonly url: string
+  readonly busyTimeoutMs?: number
+  readonly poolSize?: number
+}
+
+/** Opens the store named by `options.url` and brings its schema up to date. */
+export async function openStore(options: StoreOptions): Promise<Store> {
+  const store = options.url.startsWith('sqlite:')
+    ? openSqlite(options)
+    : await openPostgres(options)
+  try {
+    await migrate(store)
+  } catch (error) {
+    await store.close()
+    throw error
+  }
+  return store
+}
+
+function openSqlite(options: StoreOptions): Store {
+  const file = options.url.slice('sqlite:'.length)
+  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true })
+
+  let database: SqliteDatabase.Database
+  try {
+    database = new SqliteDatabase(file, { timeout: options.busyTimeoutMs ?? 5000 })
+  } catch (cause) {
+    throw new WardError('ERR_STORE_UNAVAILABLE', `cannot open SQLite database ${file}`, { cause })
+  }
+  database.pragma('journal_mode = WAL')
+  // FULL: a commit is on disk before Ward acknowledges it, which audit records and readings need.
+  database.pragma('synchronous = FULL')
+  database.pragma('foreign_keys = ON')
+  database.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`)
+
+  const db = new Kysely<Database>({
+    dialect: new SqliteDialect({ database: withStatementCache(database) }),
+  })
+
+  return {
+    dialect: 'sqlite',
+    description: options.url,
+    db,
+    transaction: (work) =>
+      db.connection().execute(async (connection) => {
+        await sql`begin immediate`.execute(connection)
+        try {
+          const result = await work(connection)
+          await sql`commit`.execute(connection)
+          return result
+        } catch (error) {
+          if (database.inTransaction) await sql`rollback`.execute(connection)
+          throw error
+        }
+      }),
+    close: () => db.destroy(),
+  }
+}
+
+/**
+ * Kysely prepares every statement anew; Ward's queries repeat, so prepared statements are kept
+ * by their SQL text. The cache is bounded: SQL text varies only with the number of bound
+ * values in a list, which Ward caps.
+ */
+function withStatementCache(database: SqliteDatabase.Database): SqliteDatabase.Database {
+  const statements = new Map<string, SqliteDatabase.Statement>()
+  const prepare = (source: string) => {
+    let statement = statements.get(source)
+    if (statement === undefined) {
+      statement = database.prepare(source)
+      if (statements.size >= 500) statements.clear()
+      statements.set(source, statement)
+    }
+    return statement
+  }
+  return new Proxy(database, {
+    get(target, property, receiver) {
+      if (property === 'prepare') return prepare
+      const value: unknown = Reflect.get(target, property, receiver)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+}
+
+async function openPostgres(options: StoreOptions): Promise<Store> {
+  const description = redactDatabaseUrl(options.url)
+  // 64-bit integers come back as numbers; Ward's counters stay far below 2^53.
+  pg.types.setTypeParser(pg.types.builtins.INT8, (text) => Number(text))
+
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: 10_000,
+  })
+  // A pooled connection that dies while idle must not crash the process.
+  pool.on('error', () => undefined)
+
+  try {
+    const client = await pool.connect()
+    client.release()
+  } catch (cause) {
+    await pool.end()
+    throw new WardError('ERR_STORE_UNAVAILABLE', `cannot reach PostgreSQL at ${description}`, {
+      cause,
+      details: { database: description },
+    })
+  }
+
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  return {
+    dialect: 'postgres',
+    description,
+    db,
+    transaction: (work) => db.transaction().execute(work),
+    close: () => db.destroy(),
+  }
+}
+
+async function migrate(store: Store): Promise<void> {
+  const migrator = new Migrator({ db: store.db, provider: new WardMigrations(store.dialect) })
+  const { error, results } = await migrator.migrateToLatest()
+  if (error !== undefined) {
+    const failed = results?.find((result) => result.status === 'Error')?.migrationName
+    throw new WardError(
+      'ERR_STORE_UNAVAILABLE',
+      `database migration ${failed ?? '(unknown)'} failed on ${store.description}`,
+      { cause: error },
+    )
+  }
+}

@@ -1,0 +1,7 @@
+export {
+  checkOrganizationInput,
+  findOrganization,
+  insertOrganization,
+  listOrganizations,
+  type Organization,
+} from './organizations.js'
