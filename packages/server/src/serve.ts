@@ -1,5 +1,9 @@
 import type { AddressInfo } from 'node:net'
 
+import { join } from 'node:path'
+
+import { WardError } from '@ward/core'
+
 import { configSummary, type WardConfig } from './config/index.js'
 import { buildServer } from './http/server.js'
 import { startJobs } from './jobs/index.js'
@@ -21,6 +25,7 @@ export interface RunningWard {
  */
 export async function serveWard(config: WardConfig, logger: Logger): Promise<RunningWard> {
   logger.info({ config: configSummary(config) }, 'starting')
+  checkProductionReadiness(config)
   const ward = await Ward.open(config)
   try {
     await ward.signGrownCheckpoints()
@@ -55,5 +60,28 @@ export async function serveWard(config: WardConfig, logger: Logger): Promise<Run
   } catch (error) {
     await ward.close()
     throw error
+  }
+}
+
+/**
+ * In production Ward refuses settings that are fine for a pilot on one laptop but wrong for
+ * ePHI: the self-signed certificate `ward init` makes (clients cannot tell it from an
+ * impostor's) and a host name that names no machine (it becomes every log's origin).
+ */
+export function checkProductionReadiness(config: WardConfig): void {
+  if (config.environment !== 'production') return
+  if (config.http.certFile === join(config.home, 'tls', 'server.crt')) {
+    throw new WardError(
+      'ERR_CONFIG_INVALID',
+      'production needs a certificate from your own CA: set WARD_HTTP_CERT_FILE and WARD_HTTP_KEY_FILE',
+      { details: { setting: 'http.certFile' } },
+    )
+  }
+  if (config.hostName === 'localhost' || !config.hostName.includes('.')) {
+    throw new WardError(
+      'ERR_CONFIG_INVALID',
+      `production needs a fully qualified WARD_HOST_NAME; ${config.hostName} is not one`,
+      { details: { setting: 'hostName' } },
+    )
   }
 }

@@ -250,7 +250,9 @@ function toHead(row: {
   size: number
   frontier: Uint8Array
 }): AuditLogHead {
-  if (row.frontier.length % hashSize !== 0) throw corruptHead(row.name)
+  // A tree of n leaves is made of one complete subtree per one bit of n.
+  const size = Number(row.size)
+  if (row.frontier.length !== onesIn(size) * hashSize) throw corruptHead(row.name)
   const frontier: Uint8Array[] = []
   for (let offset = 0; offset < row.frontier.length; offset += hashSize) {
     frontier.push(new Uint8Array(row.frontier.subarray(offset, offset + hashSize)))
@@ -261,9 +263,15 @@ function toHead(row: {
     origin: row.origin,
     organizationId: row.organization_id,
     signingKeyId: row.signing_key_id,
-    size: Number(row.size),
+    size,
     frontier,
   }
+}
+
+function onesIn(value: number): number {
+  let ones = 0
+  for (let rest = value; rest > 0; rest = Math.floor(rest / 2)) ones += rest % 2
+  return ones
 }
 
 function corruptHead(name: string): WardError {

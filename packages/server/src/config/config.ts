@@ -18,6 +18,8 @@ interface Setting {
   readonly secret?: boolean
   readonly rule: SettingKind
   readonly defaultValue: (partial: Record<string, unknown>) => string | number | undefined
+  /** How the reference describes the default, when it depends on the machine. */
+  readonly defaultText?: string
 }
 
 const hostNamePattern =
@@ -38,7 +40,7 @@ export const settings: readonly Setting[] = [
   {
     name: 'environment',
     env: 'WARD_ENVIRONMENT',
-    description: 'production tightens checks that development relaxes',
+    description: 'production refuses the self-signed certificate and a bare host name',
     rule: { kind: 'enum', values: ['development', 'production'] },
     defaultValue: () => 'development',
   },
@@ -48,6 +50,7 @@ export const settings: readonly Setting[] = [
     description: 'DNS name of this Ward; first part of every audit log origin line',
     rule: { kind: 'string', pattern: hostNamePattern, allowed: 'a lowercase DNS name' },
     defaultValue: () => defaultHostName(),
+    defaultText: "this machine's host name",
   },
   {
     name: 'database.url',
@@ -368,7 +371,9 @@ export function redactDatabaseUrl(url: string): string {
 
 /** The settings table as Markdown, for the README's configuration reference. */
 export function settingsReference(): string {
+  const defaults: Record<string, unknown> = {}
   const rows = settings.map((setting) => {
+    defaults[setting.name] = setting.defaultValue(defaults)
     const rule = setting.rule
     const allowed =
       rule.kind === 'enum'
@@ -376,11 +381,12 @@ export function settingsReference(): string {
         : rule.kind === 'integer'
           ? `${rule.min}–${rule.max}`
           : rule.allowed
-    return `| \`${setting.env}\` | \`${setting.name}\` | ${allowed} | ${setting.description} |`
+    const shown = setting.defaultText ?? `\`${String(defaults[setting.name])}\``
+    return `| \`${setting.env}\` | \`${setting.name}\` | ${shown} | ${allowed} | ${setting.description} |`
   })
   return [
-    '| variable | file key | allowed | what it sets |',
-    '| --- | --- | --- | --- |',
+    '| variable | file key | default | allowed | what it sets |',
+    '| --- | --- | --- | --- | --- |',
     ...rows,
   ].join('\n')
 }

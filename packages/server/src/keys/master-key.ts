@@ -101,7 +101,9 @@ export class LocalKeyFileProvider implements KeyWrappingProvider {
     const cipher = createCipheriv('aes-256-gcm', this.#key, nonce)
     cipher.setAAD(associatedData(context))
     const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()])
-    return Buffer.concat([Buffer.of(formatVersion), nonce, ciphertext, cipher.getAuthTag()])
+    return new Uint8Array(
+      Buffer.concat([Buffer.of(formatVersion), nonce, ciphertext, cipher.getAuthTag()]),
+    )
   }
 
   async unwrap(wrapped: Uint8Array, context: string): Promise<Uint8Array> {
@@ -115,7 +117,7 @@ export class LocalKeyFileProvider implements KeyWrappingProvider {
       const decipher = createDecipheriv('aes-256-gcm', this.#key, nonce)
       decipher.setAAD(associatedData(context))
       decipher.setAuthTag(tag)
-      return Buffer.concat([decipher.update(ciphertext), decipher.final()])
+      return new Uint8Array(Buffer.concat([decipher.update(ciphertext), decipher.final()]))
     } catch (cause) {
       throw new WardError('ERR_KEY_INVALID', 'wrapped key does not open under the master key', {
         cause,

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 
-import { TILE_WIDTH, WardError, entryBundlePath, tilePath, toHex, type TileId } from '@ward/core'
+import { WardError, parseEntryBundlePath, parseTilePath, toHex, type TileId } from '@ward/core'
 
 import {
   proveConsistency,
@@ -34,7 +34,7 @@ export function auditRoutes(app: FastifyInstance, ward: Ward): void {
       const path = request.params['*']
       const checkpoint = await ward.currentCheckpoint(name)
       const head = await ward.findAuditLog(name)
-      const tile = parseTilePath(path)
+      const tile = parseTileUrl(path)
       const bytes =
         tile.level === 'entries'
           ? await readEntryBundle(ward.store.db, head, tile, checkpoint.size)
@@ -95,21 +95,15 @@ function integerParameter(query: Record<string, string>, name: string): number {
 }
 
 /**
- * Parses the part of a tile URL after `tile/`: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`.
- * Only the canonical spelling is accepted: the parsed tile must encode back to the same path.
+ * Reads the part of a tile URL after `tile/` in its one canonical spelling. Any other path is
+ * simply not there: 404, not 400, as for a static file tree.
  */
-export function parseTilePath(path: string): Omit<TileId, 'level'> & { level: number | 'entries' } {
-  const match = /^(entries|\d{1,2})\/((?:x\d{3}\/){0,5}\d{3})(?:\.p\/(\d{1,3}))?$/.exec(path)
-  if (match !== null) {
-    const [, level = '', groups = '', partial] = match
-    const index = Number(groups.replaceAll('x', '').replaceAll('/', ''))
-    const width = partial === undefined ? TILE_WIDTH : Number(partial)
-    const tile = { level: level === 'entries' ? ('entries' as const) : Number(level), index, width }
-    const encoded =
-      tile.level === 'entries'
-        ? entryBundlePath(index, width)
-        : tilePath({ level: tile.level, index, width })
-    if (width >= 1 && width <= TILE_WIDTH && encoded === `tile/${path}`) return tile
+function parseTileUrl(rest: string): Omit<TileId, 'level'> & { level: number | 'entries' } {
+  try {
+    return rest.startsWith('entries/')
+      ? { level: 'entries', ...parseEntryBundlePath(`tile/${rest}`) }
+      : parseTilePath(`tile/${rest}`)
+  } catch {
+    throw new WardError('ERR_NOT_FOUND', 'no such tile path')
   }
-  throw new WardError('ERR_NOT_FOUND', 'no such tile path')
 }

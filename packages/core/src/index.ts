@@ -1,0 +1,10 @@
+// The public surface of @ward/core: pure, isomorphic logic with no I/O. Other packages import
+// only from here.
+export * from './checkpoint.js'
+export * from './encoding.js'
+export * from './errors.js'
+export * from './jcs.js'
+export * from './merkle.js'
+export * from './note.js'
+export * from './tiles.js'
+export * from './verify-log.js'
