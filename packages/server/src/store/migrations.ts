@@ -1,5 +1,8 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely'
 
+import { devicesMigrations } from '../devices/migrations.js'
+import { identityMigrations } from '../identity/migrations.js'
+import { keysMigrations } from '../keys/migrations.js'
 import type { Dialect } from './store.js'
 
 /**
@@ -80,6 +83,19 @@ function migrations(dialect: Dialect): Record<string, Migration> {
   }
 }
 
+/**
+ * Every domain's migrations, in one ordered record. Names sort in the order they must run;
+ * a domain's migration module returns only the migrations it has written.
+ */
+function allMigrations(dialect: Dialect): Record<string, Migration> {
+  return {
+    ...migrations(dialect),
+    ...keysMigrations(dialect),
+    ...identityMigrations(dialect),
+    ...devicesMigrations(dialect),
+  }
+}
+
 /** Supplies Ward's migrations to Kysely's migrator. */
 export class WardMigrations implements MigrationProvider {
   readonly #dialect: Dialect
@@ -89,6 +105,6 @@ export class WardMigrations implements MigrationProvider {
   }
 
   async getMigrations(): Promise<Record<string, Migration>> {
-    return migrations(this.#dialect)
+    return allMigrations(this.#dialect)
   }
 }

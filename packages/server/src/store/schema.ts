@@ -1,5 +1,9 @@
 import type { Generated } from 'kysely'
 
+import type { DevicesTables } from '../devices/tables.js'
+import type { IdentityTables } from '../identity/tables.js'
+import type { KeysTables } from '../keys/tables.js'
+
 /**
  * The tables Ward keeps, as Kysely sees them. Each domain owns its tables and is the only one
  * that queries them; other domains go through that domain's `index.ts`.
@@ -8,7 +12,7 @@ import type { Generated } from 'kysely'
  * text, byte strings are BLOB (SQLite) or BYTEA (PostgreSQL), counters are 64-bit integers
  * read back as JavaScript numbers.
  */
-export interface Database {
+export interface Database extends KeysTables, IdentityTables, DevicesTables {
   organizations: OrganizationTable
   signing_keys: SigningKeyTable
   audit_logs: AuditLogTable

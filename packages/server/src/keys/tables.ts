@@ -1,0 +1,3 @@
+/** The keys domain's tables, as Kysely sees them; see `store/schema.ts` for conventions. */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface KeysTables {}
