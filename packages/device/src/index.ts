@@ -1,0 +1,2 @@
+// The device agent SDK: enrollment, a durable queue of readings, delivery over mutual TLS.
+export {}
