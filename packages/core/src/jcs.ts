@@ -2,6 +2,8 @@ import { utf8Encode } from './encoding.js'
 import { WardError } from './errors.js'
 
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u
+// Any surrogate code unit, paired or not: a cheap first test, since most text has none.
+const ANY_SURROGATE = /[\uD800-\uDFFF]/
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/
 
 type PathSegment = string | number
@@ -20,6 +22,111 @@ type PathSegment = string | number
  * being dropped or converted silently the way `JSON.stringify` would.
  */
 export function canonicalize(value: unknown): string {
+  try {
+    // Data built with its members already in canonical order is what JSON.stringify writes.
+    if (inCanonicalOrder(value, 0)) return JSON.stringify(value)
+    return fastCanonicalize(value, 0)
+  } catch (error) {
+    if (error !== notFast) throw error
+  }
+  // Something is not canonicalizable: the careful walk below finds and names it.
+  return carefulCanonicalize(value)
+}
+
+// Thrown by the fast walk when it meets anything unusual; never escapes this module.
+const notFast = Symbol('not canonicalizable on the fast path')
+const maxFastDepth = 200
+
+/**
+ * True when `value` holds only JSON that `JSON.stringify` writes exactly as RFC 8785 does:
+ * every object's members already in sorted order, and nothing `JSON.stringify` would drop,
+ * convert or escape differently (undefined, non-finite numbers, unpaired surrogates, non-plain
+ * objects, symbol keys). Throws `notFast` for values the careful walk must judge.
+ */
+function inCanonicalOrder(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+      if (ANY_SURROGATE.test(value) && LONE_SURROGATE.test(value)) throw notFast
+      return true
+    case 'boolean':
+      return true
+    case 'number':
+      if (!Number.isFinite(value)) throw notFast
+      return true
+    case 'object':
+      break
+    default:
+      throw notFast
+  }
+  if (value === null) return true
+  if (depth > maxFastDepth) throw notFast
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      if (!inCanonicalOrder(value[i], depth + 1)) return false
+    }
+    return true
+  }
+  const prototype: unknown = Object.getPrototypeOf(value)
+  if (prototype !== Object.prototype && prototype !== null) throw notFast
+  if (Object.getOwnPropertySymbols(value).length > 0) throw notFast
+  const object = value as Record<string, unknown>
+  const names = Object.keys(object)
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string
+    // Sorted by UTF-16 code units, as Array.prototype.sort compares them.
+    if (i > 0 && !((names[i - 1] as string) < name)) return false
+    if (ANY_SURROGATE.test(name) && LONE_SURROGATE.test(name)) throw notFast
+    if (!inCanonicalOrder(object[name], depth + 1)) return false
+  }
+  return true
+}
+
+/**
+ * The common case, done quickly: one string built in a single pass, with no path bookkeeping.
+ * Any value the careful walk would reject, and any nesting deep enough to hide a cycle, sends
+ * the caller to the careful walk, so both always agree.
+ */
+function fastCanonicalize(value: unknown, depth: number): string {
+  switch (typeof value) {
+    case 'string':
+      if (ANY_SURROGATE.test(value) && LONE_SURROGATE.test(value)) throw notFast
+      return JSON.stringify(value)
+    case 'boolean':
+      return value ? 'true' : 'false'
+    case 'number':
+      if (!Number.isFinite(value)) throw notFast
+      return String(value)
+    case 'object':
+      break
+    default:
+      throw notFast
+  }
+  if (value === null) return 'null'
+  if (depth > maxFastDepth) throw notFast
+  if (Array.isArray(value)) {
+    let text = '['
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) text += ','
+      text += fastCanonicalize(value[i], depth + 1)
+    }
+    return text + ']'
+  }
+  const prototype: unknown = Object.getPrototypeOf(value)
+  if (prototype !== Object.prototype && prototype !== null) throw notFast
+  if (Object.getOwnPropertySymbols(value).length > 0) throw notFast
+  const object = value as Record<string, unknown>
+  const names = Object.keys(object).sort()
+  let text = '{'
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string
+    if (ANY_SURROGATE.test(name) && LONE_SURROGATE.test(name)) throw notFast
+    if (i > 0) text += ','
+    text += JSON.stringify(name) + ':' + fastCanonicalize(object[name], depth + 1)
+  }
+  return text + '}'
+}
+
+function carefulCanonicalize(value: unknown): string {
   const path: PathSegment[] = []
   const ancestors = new Set<object>()
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 
 import { Type, type Static } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
 
 import { WardError, canonicalBytes } from '@ward/core'
 
@@ -103,6 +103,9 @@ export const AuditEventSchema = Type.Object(
 /** An audit event as recorded. */
 export type AuditEvent = Static<typeof AuditEventSchema>
 
+// Compiled once: every append checks its events, and the compiled form is several times faster.
+const auditEventChecker = TypeCompiler.Compile(AuditEventSchema)
+
 /** What an operation says about itself; the rest of the event comes from its context. */
 export interface AuditEventInput {
   readonly type: { readonly code: string; readonly display: string }
@@ -120,7 +123,10 @@ export const maxAuditEventBytes = 65_535
 const dicom = 'http://dicom.nema.org/resources/ontology/DCM'
 const wardOperations = 'urn:ward:audit-operation'
 
-/** Builds the full event for `input` done under `context`, recorded now at `site`. */
+/**
+ * Builds the full event for `input` done under `context`, recorded now at `site`. Members are
+ * written in RFC 8785 order, so canonicalizing the event is a single `JSON.stringify`.
+ */
 export function buildAuditEvent(
   context: OperationContext,
   site: string,
@@ -129,30 +135,42 @@ export function buildAuditEvent(
 ): AuditEvent {
   const actor = context.actor
   return {
-    id: randomUUID(),
-    recorded: recorded.toISOString(),
-    type: { system: dicom, code: input.type.code, display: input.type.display },
-    subtype: { system: wardOperations, code: input.operation },
     action: input.action,
+    agent: [
+      {
+        ...(actor.address === undefined ? {} : { network: { address: actor.address } }),
+        requestor: true,
+        ...(actor.role === undefined ? {} : { role: actor.role }),
+        type: actor.type,
+        who: actor.id,
+      },
+    ],
+    entity: (input.entity ?? []).map(sortedMembers),
+    id: randomUUID(),
     outcome: input.outcome ?? '0',
     ...(input.outcomeDescription === undefined
       ? {}
       : { outcomeDescription: input.outcomeDescription }),
-    purposeOfUse: [context.purposeOfUse],
-    agent: [
-      {
-        type: actor.type,
-        who: actor.id,
-        ...(actor.role === undefined ? {} : { role: actor.role }),
-        requestor: true,
-        ...(actor.address === undefined ? {} : { network: { address: actor.address } }),
-      },
-    ],
-    source: { site, observer: 'ward' },
-    entity: [...(input.entity ?? [])],
-    requestId: context.requestId,
     policy: { decision: 'permit', rule: context.policyRule },
+    purposeOfUse: [context.purposeOfUse],
+    recorded: recorded.toISOString(),
+    requestId: context.requestId,
+    source: { observer: 'ward', site },
+    subtype: { code: input.operation, system: wardOperations },
+    type: { code: input.type.code, display: input.type.display, system: dicom },
   }
+}
+
+function sortedMembers<T extends object>(object: T): T {
+  const sorted: Record<string, unknown> = {}
+  for (const name of Object.keys(object).sort()) {
+    const value = (object as Record<string, unknown>)[name]
+    sorted[name] =
+      typeof value === 'object' && value !== null && !Array.isArray(value)
+        ? sortedMembers(value)
+        : value
+  }
+  return sorted as T
 }
 
 /**
@@ -160,8 +178,8 @@ export function buildAuditEvent(
  * leaf that goes into the log. Throws `ERR_AUDIT_EVENT_INVALID` naming the first field at fault.
  */
 export function encodeAuditEvent(event: AuditEvent): Uint8Array {
-  if (!Value.Check(AuditEventSchema, event)) {
-    const first = Value.Errors(AuditEventSchema, event).First()
+  if (!auditEventChecker.Check(event)) {
+    const first = auditEventChecker.Errors(event).First()
     throw new WardError(
       'ERR_AUDIT_EVENT_INVALID',
       `audit event field ${first?.path || '(root)'}: ${first?.message ?? 'invalid'}`,

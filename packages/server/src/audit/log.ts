@@ -1,14 +1,6 @@
 import { randomUUID } from 'node:crypto'
 
-import {
-  WardError,
-  concatBytes,
-  emptyRoot,
-  foldRight,
-  hashChildren,
-  hashLeaf,
-  type NodeId,
-} from '@ward/core'
+import { WardError, concatBytes, emptyRoot, foldRight, type NodeId } from '@ward/core'
 
 import type { OperationContext } from '../context.js'
 import type { Dialect, Transaction } from '../store/index.js'
@@ -18,6 +10,7 @@ import {
   type AuditEvent,
   type AuditEventInput,
 } from './event.js'
+import { leafHash, nodeHash } from './hashing.js'
 
 const hashSize = 32
 
@@ -124,14 +117,14 @@ export async function appendAuditEvents(
   const frontier = [...head.frontier]
   let size = head.size
   const rows = encoded.map((body, position) => {
-    const leaf = hashLeaf(body)
+    const leaf = leafHash(body)
     const completed: Uint8Array[] = [leaf]
     let node = leaf
     // The new leaf completes one subtree for every trailing one bit of its index.
     for (let index = size; index % 2 === 1; index = Math.floor(index / 2)) {
       const left = frontier.pop()
       if (left === undefined) throw corruptHead(head.name)
-      node = hashChildren(left, node)
+      node = nodeHash(left, node)
       completed.push(node)
     }
     frontier.push(node)

@@ -1,11 +1,59 @@
-import type { Migration } from 'kysely'
+import type { Kysely, Migration } from 'kysely'
 
 import type { Dialect } from '../store/store.js'
 
 /**
- * The devices domain's tables (device models, devices, enrollment, patients and observations). Names start with 0004 so they run after
- * the foundation; a shipped migration is never edited, a change is a new one.
+ * The devices domain's tables (device models, devices, enrollment tokens). Names start with
+ * 0004 so they run after the foundation, keys and identity; a shipped migration is never
+ * edited, a change is a new one.
  */
 export function devicesMigrations(_dialect: Dialect): Record<string, Migration> {
-  return {}
+  return {
+    '0004-devices': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('device_models')
+          .addColumn('id', 'text', (column) => column.primaryKey())
+          .addColumn('organization_id', 'text', (column) =>
+            column.notNull().references('organizations.id'),
+          )
+          .addColumn('name', 'text', (column) => column.notNull())
+          .addColumn('manufacturer', 'text', (column) => column.notNull())
+          .addColumn('policy', 'text', (column) => column.notNull())
+          .addColumn('created_at', 'text', (column) => column.notNull())
+          .addUniqueConstraint('device_models_name', ['organization_id', 'name'])
+          .execute()
+
+        await db.schema
+          .createTable('devices')
+          .addColumn('id', 'text', (column) => column.primaryKey())
+          .addColumn('organization_id', 'text', (column) =>
+            column.notNull().references('organizations.id'),
+          )
+          .addColumn('serial', 'text', (column) => column.notNull())
+          .addColumn('model_id', 'text', (column) =>
+            column.notNull().references('device_models.id'),
+          )
+          .addColumn('status', 'text', (column) => column.notNull())
+          .addColumn('patient_id', 'text')
+          .addColumn('created_at', 'text', (column) => column.notNull())
+          .addColumn('updated_at', 'text', (column) => column.notNull())
+          .addUniqueConstraint('devices_serial', ['organization_id', 'serial'])
+          .execute()
+
+        await db.schema
+          .createTable('enrollment_tokens')
+          .addColumn('id', 'text', (column) => column.primaryKey())
+          .addColumn('organization_id', 'text', (column) =>
+            column.notNull().references('organizations.id'),
+          )
+          .addColumn('device_id', 'text', (column) => column.notNull().references('devices.id'))
+          .addColumn('token_hash', 'text', (column) => column.notNull().unique())
+          .addColumn('expires_at', 'text', (column) => column.notNull())
+          .addColumn('used_at', 'text')
+          .addColumn('created_at', 'text', (column) => column.notNull())
+          .execute()
+      },
+    },
+  }
 }

@@ -1,0 +1,16 @@
+export {
+  assignDevice,
+  createDevice,
+  createDeviceModel,
+  createEnrollmentToken,
+  findDevice,
+  findDeviceModel,
+  listDeviceModels,
+  listDevices,
+  redeemEnrollmentToken,
+  setDeviceStatus,
+  type Device,
+  type DeviceModel,
+  type DeviceStatus,
+} from './registry.js'
+export { standardDeviceModels } from './standard-models.js'

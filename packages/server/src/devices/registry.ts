@@ -1,0 +1,353 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
+
+import { WardError, checkDeviceModelPolicy, type DeviceModelPolicy } from '@ward/core'
+
+import type { Transaction } from '../store/index.js'
+
+/** A device model: what its devices may send. */
+export interface DeviceModel {
+  readonly id: string
+  readonly organizationId: string
+  readonly name: string
+  readonly manufacturer: string
+  readonly policy: DeviceModelPolicy
+}
+
+/**
+ * Where a device is in its life: `provisioned` (registered, not yet enrolled), `active`
+ * (holds a certificate and may send), `suspended` (refused at once, for incident containment;
+ * reversible) and `decommissioned` (retired for good).
+ */
+export type DeviceStatus = 'provisioned' | 'active' | 'suspended' | 'decommissioned'
+
+/** A device and, when it has one, the patient its readings belong to. */
+export interface Device {
+  readonly id: string
+  readonly organizationId: string
+  readonly serial: string
+  readonly modelId: string
+  readonly status: DeviceStatus
+  readonly patientId: string | null
+}
+
+const namePattern = /^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,99}$/
+const serialPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
+
+/** Registers a device model for an organization. */
+export async function createDeviceModel(
+  tx: Transaction,
+  input: { organizationId: string; name: string; manufacturer: string; policy: unknown },
+): Promise<DeviceModel> {
+  for (const [field, value] of [
+    ['name', input.name],
+    ['manufacturer', input.manufacturer],
+  ] as const) {
+    if (!namePattern.test(value)) {
+      throw new WardError(
+        'ERR_INPUT_INVALID',
+        `device model ${field} must be 1–100 letters, digits, spaces or ._()-`,
+        { details: { field } },
+      )
+    }
+  }
+  const policy = checkDeviceModelPolicy(input.policy)
+  const existing = await tx
+    .selectFrom('device_models')
+    .select('id')
+    .where('organization_id', '=', input.organizationId)
+    .where('name', '=', input.name)
+    .executeTakeFirst()
+  if (existing !== undefined) {
+    throw new WardError('ERR_DEVICE_EXISTS', `device model ${input.name} already exists`)
+  }
+  const model: DeviceModel = {
+    id: randomUUID(),
+    organizationId: input.organizationId,
+    name: input.name,
+    manufacturer: input.manufacturer,
+    policy,
+  }
+  await tx
+    .insertInto('device_models')
+    .values({
+      id: model.id,
+      organization_id: model.organizationId,
+      name: model.name,
+      manufacturer: model.manufacturer,
+      policy: JSON.stringify(policy),
+      created_at: new Date().toISOString(),
+    })
+    .execute()
+  return model
+}
+
+/** The organization's device models, by name. */
+export async function listDeviceModels(
+  tx: Transaction,
+  organizationId: string,
+): Promise<DeviceModel[]> {
+  const rows = await tx
+    .selectFrom('device_models')
+    .selectAll()
+    .where('organization_id', '=', organizationId)
+    .orderBy('name')
+    .execute()
+  return rows.map(toModel)
+}
+
+/** The device model named `name` (or with id `name`) in the organization. */
+export async function findDeviceModel(
+  tx: Transaction,
+  organizationId: string,
+  name: string,
+): Promise<DeviceModel> {
+  const row = await tx
+    .selectFrom('device_models')
+    .selectAll()
+    .where('organization_id', '=', organizationId)
+    .where((where) => where.or([where('name', '=', name), where('id', '=', name)]))
+    .executeTakeFirst()
+  if (row === undefined) {
+    throw new WardError('ERR_DEVICE_MODEL_NOT_FOUND', 'no such device model in this organization')
+  }
+  return toModel(row)
+}
+
+/** Registers a device of `modelId` with a serial unique in its organization. */
+export async function createDevice(
+  tx: Transaction,
+  input: { organizationId: string; serial: string; modelId: string },
+): Promise<Device> {
+  if (!serialPattern.test(input.serial)) {
+    throw new WardError(
+      'ERR_INPUT_INVALID',
+      'device serial must be 1–64 letters, digits or ._:- starting with a letter or digit',
+      { details: { field: 'serial' } },
+    )
+  }
+  const existing = await tx
+    .selectFrom('devices')
+    .select('id')
+    .where('organization_id', '=', input.organizationId)
+    .where('serial', '=', input.serial)
+    .executeTakeFirst()
+  if (existing !== undefined) {
+    throw new WardError('ERR_DEVICE_EXISTS', `a device with serial ${input.serial} already exists`)
+  }
+  const now = new Date().toISOString()
+  const device: Device = {
+    id: randomUUID(),
+    organizationId: input.organizationId,
+    serial: input.serial,
+    modelId: input.modelId,
+    status: 'provisioned',
+    patientId: null,
+  }
+  await tx
+    .insertInto('devices')
+    .values({
+      id: device.id,
+      organization_id: device.organizationId,
+      serial: device.serial,
+      model_id: device.modelId,
+      status: device.status,
+      patient_id: null,
+      created_at: now,
+      updated_at: now,
+    })
+    .execute()
+  return device
+}
+
+/**
+ * The device with `serial` (or id) in the organization. A device of another organization is
+ * indistinguishable from one that does not exist.
+ */
+export async function findDevice(
+  tx: Transaction,
+  organizationId: string,
+  serialOrId: string,
+): Promise<Device> {
+  const row = await tx
+    .selectFrom('devices')
+    .selectAll()
+    .where('organization_id', '=', organizationId)
+    .where((where) => where.or([where('serial', '=', serialOrId), where('id', '=', serialOrId)]))
+    .executeTakeFirst()
+  if (row === undefined)
+    throw new WardError('ERR_DEVICE_NOT_FOUND', 'no such device in this organization')
+  return toDevice(row)
+}
+
+/** The organization's devices, by serial. */
+export async function listDevices(tx: Transaction, organizationId: string): Promise<Device[]> {
+  const rows = await tx
+    .selectFrom('devices')
+    .selectAll()
+    .where('organization_id', '=', organizationId)
+    .orderBy('serial')
+    .execute()
+  return rows.map(toDevice)
+}
+
+const transitions: Record<DeviceStatus, readonly DeviceStatus[]> = {
+  provisioned: ['active', 'suspended', 'decommissioned'],
+  active: ['suspended', 'decommissioned'],
+  suspended: ['active', 'decommissioned'],
+  decommissioned: [],
+}
+
+/** Moves a device to `status`; `ERR_DEVICE_STATE` names the transition when it is not allowed. */
+export async function setDeviceStatus(
+  tx: Transaction,
+  device: Device,
+  status: DeviceStatus,
+): Promise<Device> {
+  if (!transitions[device.status].includes(status)) {
+    throw new WardError('ERR_DEVICE_STATE', `a ${device.status} device cannot become ${status}`)
+  }
+  await tx
+    .updateTable('devices')
+    .set({
+      status,
+      updated_at: new Date().toISOString(),
+      ...(status === 'decommissioned' ? { patient_id: null } : {}),
+    })
+    .where('id', '=', device.id)
+    .where('organization_id', '=', device.organizationId)
+    .execute()
+  return { ...device, status, patientId: status === 'decommissioned' ? null : device.patientId }
+}
+
+/**
+ * Assigns the device to a patient of the same organization (the caller checks the patient),
+ * or ends the assignment with `null`. A device has at most one patient.
+ */
+export async function assignDevice(
+  tx: Transaction,
+  device: Device,
+  patientId: string | null,
+): Promise<Device> {
+  if (device.status === 'decommissioned') {
+    throw new WardError('ERR_DEVICE_STATE', 'a decommissioned device cannot be assigned')
+  }
+  await tx
+    .updateTable('devices')
+    .set({ patient_id: patientId, updated_at: new Date().toISOString() })
+    .where('id', '=', device.id)
+    .where('organization_id', '=', device.organizationId)
+    .execute()
+  return { ...device, patientId }
+}
+
+/**
+ * Issues a one-time enrollment token for one device: random, shown once, stored as its
+ * SHA-256, expiring after `ttlSeconds`. Any earlier unused token of the device stops working.
+ */
+export async function createEnrollmentToken(
+  tx: Transaction,
+  device: Device,
+  ttlSeconds: number,
+): Promise<{ token: string; expiresAt: string }> {
+  if (device.status !== 'provisioned' && device.status !== 'active') {
+    throw new WardError('ERR_DEVICE_STATE', `a ${device.status} device cannot enroll`)
+  }
+  const token = `ward_enr_${randomBytes(24).toString('base64url')}`
+  const now = new Date()
+  const expiresAt = new Date(now.getTime() + ttlSeconds * 1000).toISOString()
+  await tx
+    .updateTable('enrollment_tokens')
+    .set({ used_at: now.toISOString() })
+    .where('device_id', '=', device.id)
+    .where('used_at', 'is', null)
+    .execute()
+  await tx
+    .insertInto('enrollment_tokens')
+    .values({
+      id: randomUUID(),
+      organization_id: device.organizationId,
+      device_id: device.id,
+      token_hash: tokenHash(token),
+      expires_at: expiresAt,
+      used_at: null,
+      created_at: now.toISOString(),
+    })
+    .execute()
+  return { token, expiresAt }
+}
+
+/**
+ * Spends an enrollment token: it must exist, be unused, unexpired and bound to the device
+ * with `serial`. Every failure gives the same answer, so a caller learns nothing about which
+ * check failed.
+ */
+export async function redeemEnrollmentToken(
+  tx: Transaction,
+  token: string,
+  serial: string,
+): Promise<Device> {
+  const refused = new WardError(
+    'ERR_ENROLLMENT_REFUSED',
+    'enrollment token is not valid for this device',
+  )
+  if (!/^ward_enr_[A-Za-z0-9_-]{32}$/.test(token)) throw refused
+  const row = await tx
+    .selectFrom('enrollment_tokens')
+    .innerJoin('devices', 'devices.id', 'enrollment_tokens.device_id')
+    .select([
+      'enrollment_tokens.id as tokenId',
+      'enrollment_tokens.expires_at',
+      'enrollment_tokens.used_at',
+    ])
+    .selectAll('devices')
+    .where('enrollment_tokens.token_hash', '=', tokenHash(token))
+    .executeTakeFirst()
+  if (row === undefined || row.used_at !== null || row.serial !== serial) throw refused
+  if (Date.parse(row.expires_at) <= Date.now()) throw refused
+  const spent = await tx
+    .updateTable('enrollment_tokens')
+    .set({ used_at: new Date().toISOString() })
+    .where('id', '=', row.tokenId)
+    .where('used_at', 'is', null)
+    .executeTakeFirst()
+  if (Number(spent.numUpdatedRows) !== 1) throw refused
+  return toDevice(row)
+}
+
+function tokenHash(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex')
+}
+
+function toModel(row: {
+  id: string
+  organization_id: string
+  name: string
+  manufacturer: string
+  policy: string
+}): DeviceModel {
+  return {
+    id: row.id,
+    organizationId: row.organization_id,
+    name: row.name,
+    manufacturer: row.manufacturer,
+    policy: checkDeviceModelPolicy(JSON.parse(row.policy)),
+  }
+}
+
+function toDevice(row: {
+  id: string
+  organization_id: string
+  serial: string
+  model_id: string
+  status: string
+  patient_id: string | null
+}): Device {
+  return {
+    id: row.id,
+    organizationId: row.organization_id,
+    serial: row.serial,
+    modelId: row.model_id,
+    status: row.status as DeviceStatus,
+    patientId: row.patient_id,
+  }
+}
