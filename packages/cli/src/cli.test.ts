@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { cpSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import {
+  cpSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { join, relative } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -68,7 +77,7 @@ for (const { dialect, skip } of dialects) {
           }),
         )
         await opened.store.transaction((tx) =>
-          appendAuditEvents(tx, opened.store.dialect, log, events),
+          appendAuditEvents(tx, opened.store.dialect, opened.entryKeys, log, events),
         )
       } finally {
         await opened.close()
@@ -196,6 +205,49 @@ for (const { dialect, skip } of dialects) {
       assert.doesNotThrow(() => verifyExport(exported, key))
     })
 
+    test('verification refuses a tile that is a link to a device, without reading it', () => {
+      const exported = join(directory.path, 'export-2')
+      const key = ok('audit', 'key', '--log', 'acme').trim()
+      const file = join(exported, 'tile', '0', '000')
+      const original = readFileSync(file)
+      rmSync(file)
+      symlinkSync('/dev/zero', file)
+      const refused = ward('audit', 'verify', exported, '--key', key)
+      assert.equal(refused.status, 1)
+      assert.match(refused.stderr, /tile\/0\/000: not a regular file/)
+      rmSync(file)
+      writeFileSync(file, original)
+    })
+
+    test('export refuses a directory that holds another log', () => {
+      const refused = ward(
+        'audit',
+        'export',
+        '--log',
+        'platform',
+        '--out',
+        join(directory.path, 'export-1'),
+      )
+      assert.equal(refused.status, 1)
+      assert.match(refused.stderr, /holds the log "ward\.test\/acme", not ward\.test\/platform/)
+    })
+
+    test('export follows no link planted in its directory', () => {
+      const masterKey = readFileSync(join(home, 'master.key'))
+      for (const [name, target] of [
+        ['checkpoint', join(home, 'master.key')],
+        ['tile', home],
+      ] as const) {
+        const planted = join(directory.path, `planted-${name}`)
+        mkdirSync(planted, { mode: 0o700 })
+        symlinkSync(target, join(planted, name))
+        const refused = ward('audit', 'export', '--log', 'platform', '--out', planted)
+        assert.equal(refused.status, 1, refused.stdout)
+        assert.match(refused.stderr, /is not a (regular file|plain folder)/)
+      }
+      assert.deepEqual(readFileSync(join(home, 'master.key')), masterKey)
+    })
+
     test('a removed tile or bundle fails verification, naming it', () => {
       const exported = join(directory.path, 'export-2')
       const key = ok('audit', 'key', '--log', 'acme').trim()
@@ -212,13 +264,15 @@ for (const { dialect, skip } of dialects) {
       const scenarios: {
         name: string
         change: (ward: Ward, logId: string) => Promise<void>
-        fails: 'verify' | 'export'
-        names: RegExp
+        /** What the checked export says when it refuses to sign. */
+        exportNames: RegExp
+        /** What verification of the as-stored copy says. */
+        verifyNames: RegExp
       }[] = [
         {
           name: 'an edited event body',
-          fails: 'verify',
-          names: /tile\/entries\/000.*entry 10\b/,
+          exportNames: /entry 10 has a body that does not match its leaf hash/,
+          verifyNames: /tile\/entries\/000.*entry 10\b/,
           change: async (ward, logId) => {
             const row = await entryRow(ward, logId, 10)
             const body = Buffer.from(row.body)
@@ -233,8 +287,8 @@ for (const { dialect, skip } of dialects) {
         },
         {
           name: 'an edited body with its leaf hash recomputed',
-          fails: 'verify',
-          names: /tile\/1\/000/,
+          exportNames: /entry 20 has an authentication code that does not verify/,
+          verifyNames: /tile\/1\/000/,
           change: async (ward, logId) => {
             const row = await entryRow(ward, logId, 20)
             const body = utf8Encode(Buffer.from(row.body).toString('utf8').replace('"E"', '"D"'))
@@ -249,8 +303,8 @@ for (const { dialect, skip } of dialects) {
         },
         {
           name: 'a deleted entry',
-          fails: 'verify',
-          names: /tile\/0\/000|tile\/entries\/000/,
+          exportNames: /entry 100 is missing/,
+          verifyNames: /tile\/0\/000|tile\/entries\/000/,
           change: async (ward, logId) => {
             await ward.store.db
               .deleteFrom('audit_entries')
@@ -261,15 +315,15 @@ for (const { dialect, skip } of dialects) {
         },
         {
           name: 'two entries swapped',
-          fails: 'verify',
-          names: /tile\/1\/000|tile\/0\/000|tile\/entries\/000/,
+          exportNames: /entry 3 /,
+          verifyNames: /tile\/1\/000|tile\/0\/000|tile\/entries\/000/,
           change: async (ward, logId) => {
             const third = await entryRow(ward, logId, 3)
             const fourth = await entryRow(ward, logId, 4)
             const set = (idx: number, row: typeof third) =>
               ward.store.db
                 .updateTable('audit_entries')
-                .set({ body: row.body, hashes: row.hashes, event_id: row.event_id })
+                .set({ body: row.body, hashes: row.hashes, event_id: row.event_id, mac: row.mac })
                 .where('log_id', '=', logId)
                 .where('idx', '=', idx)
                 .execute()
@@ -279,8 +333,8 @@ for (const { dialect, skip } of dialects) {
         },
         {
           name: 'the newest entries truncated with the head rewritten to match',
-          fails: 'export',
-          names: /entries were removed/,
+          exportNames: /entries were removed/,
+          verifyNames: /tile\//,
           change: async (ward, logId) => {
             await ward.store.db
               .deleteFrom('audit_entries')
@@ -298,26 +352,32 @@ for (const { dialect, skip } of dialects) {
       ]
 
       for (const [position, scenario] of scenarios.entries()) {
-        test(`${scenario.name} makes ${scenario.fails} fail`, async () => {
+        test(`${scenario.name} stops the export and fails verification of the stored copy`, async () => {
           const slug = `tamper-${position}`
           ok('org', 'create', slug, '--name', `Tamper ${position}`)
           await grow(slug, 298)
           ok('audit', 'checkpoint', '--log', slug)
           const key = ok('audit', 'key', '--log', slug).trim()
-
           await tamper(slug, scenario.change)
-          const out = join(directory.path, `tampered-${position}`)
-          const exported = ward('audit', 'export', '--log', slug, '--out', out)
-          if (scenario.fails === 'export') {
-            assert.equal(exported.status, 1)
-            assert.match(exported.stderr, /ERR_LOG_INVALID/)
-            assert.match(exported.stderr, scenario.names)
-            return
-          }
-          assert.equal(exported.status, 0, exported.stderr)
+
+          const checked = ward(
+            'audit',
+            'export',
+            '--log',
+            slug,
+            '--out',
+            join(directory.path, `checked-${position}`),
+          )
+          assert.equal(checked.status, 1, `export signed a log after ${scenario.name}`)
+          assert.match(checked.stderr, /ERR_LOG_INVALID/)
+          assert.match(checked.stderr, scenario.exportNames)
+
+          const out = join(directory.path, `stored-${position}`)
+          const stored = ward('audit', 'export', '--log', slug, '--out', out, '--as-stored')
+          assert.equal(stored.status, 0, stored.stderr)
           const verified = ward('audit', 'verify', out, '--key', key)
           assert.equal(verified.status, 1, `verification passed after ${scenario.name}`)
-          assert.match(verified.stderr, scenario.names)
+          assert.match(verified.stderr, scenario.verifyNames)
         })
       }
     })
@@ -327,7 +387,7 @@ for (const { dialect, skip } of dialects) {
 async function entryRow(ward: Ward, logId: string, idx: number) {
   return ward.store.db
     .selectFrom('audit_entries')
-    .select(['body', 'hashes', 'event_id'])
+    .select(['body', 'hashes', 'event_id', 'mac'])
     .where('log_id', '=', logId)
     .where('idx', '=', idx)
     .executeTakeFirstOrThrow()

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { randomUUID } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { parseArgs } from 'node:util'
 
@@ -27,7 +27,9 @@ usage:
   ward org list                                 list organizations
   ward audit key --log <name>                   print a log's verifier key
   ward audit checkpoint --log <name>            sign and print a checkpoint now
-  ward audit export --log <name> --out <dir>    write the log as tlog tiles, signed now
+  ward audit export --log <name> --out <dir> [--as-stored]
+                                                write the log as tlog tiles: checked and
+                                                signed now, or as stored (forensic copy)
   ward audit verify <dir> --key <vkey> [--previous <checkpoint file>]
                                                 check an exported log offline
   ward config reference                         print every setting as a Markdown table
@@ -180,13 +182,17 @@ async function auditCheckpoint(args: string[]): Promise<number> {
 }
 
 async function auditExport(args: string[]): Promise<number> {
-  const { values } = parse(args, ['log', 'out'])
+  const { values } = parse(args, ['log', 'out'], 0, ['as-stored'])
   const log = required(values.log, '--log <name>')
   const out = required(values.out, '--out <dir>')
-  const result = await withWard((ward) => ward.exportAuditLog(operatorContext(), log, out))
+  const asStored = values['as-stored'] === 'true'
+  const result = await withWard((ward) =>
+    ward.exportAuditLog(operatorContext(), log, out, { asStored }),
+  )
   console.log(
-    `exported audit log ${log}: size ${result.size}, root ${toHex(result.checkpoint.rootHash)}, ` +
-      `${result.tiles} hash tiles, ${result.entryBundles} entry bundles to ${out}`,
+    `exported audit log ${log}${asStored ? ' as stored, unchecked,' : ''}: size ${result.size}, ` +
+      `root ${toHex(result.checkpoint.rootHash)}, ${result.tiles} hash tiles, ` +
+      `${result.entryBundles} entry bundles to ${out}`,
   )
   return 0
 }
@@ -194,7 +200,7 @@ async function auditExport(args: string[]): Promise<number> {
 async function auditVerify(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, ['key', 'previous'], 1)
   const key = parseVerifierKey(required(values.key, '--key <verifier key>'))
-  const previous = values.previous === undefined ? undefined : readFileSync(values.previous, 'utf8')
+  const previous = values.previous === undefined ? undefined : readPrevious(values.previous)
   const result = verifyExport(positionals[0] as string, key, previous)
   console.log(`verified ${result.origin}: size ${result.size}, root ${toHex(result.rootHash)}`)
   if (previous !== undefined) console.log('consistent with the previous checkpoint')
@@ -202,8 +208,16 @@ async function auditVerify(args: string[]): Promise<number> {
 }
 
 /** Parses `--name value` options (all strings) and exactly `positionalCount` arguments. */
-function parse(args: string[], names: readonly string[], positionalCount = 0) {
-  const options = Object.fromEntries(names.map((name) => [name, { type: 'string' as const }]))
+function parse(
+  args: string[],
+  names: readonly string[],
+  positionalCount = 0,
+  flags: readonly string[] = [],
+) {
+  const options = Object.fromEntries([
+    ...names.map((name) => [name, { type: 'string' as const }]),
+    ...flags.map((name) => [name, { type: 'boolean' as const }]),
+  ])
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] }
   try {
     parsed = parseArgs({
@@ -220,9 +234,25 @@ function parse(args: string[], names: readonly string[], positionalCount = 0) {
       `expected ${positionalCount} argument(s), got ${parsed.positionals.length}`,
     )
   }
-  return {
-    values: parsed.values as Record<string, string | undefined>,
-    positionals: parsed.positionals,
+  const values = Object.fromEntries(
+    Object.entries(parsed.values).map(([name, value]) => [name, String(value)]),
+  ) as Record<string, string | undefined>
+  return { values, positionals: parsed.positionals }
+}
+
+function readPrevious(path: string): string {
+  try {
+    const status = statSync(path)
+    if (!status.isFile() || status.size > 1_000_000) throw new Error('not a checkpoint file')
+    return readFileSync(path, 'utf8')
+  } catch (cause) {
+    throw new WardError(
+      'ERR_INPUT_INVALID',
+      `--previous ${path} is not a readable checkpoint file`,
+      {
+        cause,
+      },
+    )
   }
 }
 

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { WardError, verifyTileLog, type VerifierKey } from '@ward/core'
@@ -19,16 +19,53 @@ export function verifyExport(directory: string, key: VerifierKey, previousCheckp
   return verifyTileLog({
     verifierKey: key,
     ...(previousCheckpoint === undefined ? {} : { previousCheckpoint }),
-    read: (path) => {
-      const file = join(directory, path)
-      if (!existsSync(file)) return undefined
-      const size = statSync(file).size
-      if (size > maxFileBytes) {
-        throw new WardError('ERR_LOG_INVALID', `${path}: ${size} bytes is larger than any tile`, {
-          details: { path },
-        })
-      }
-      return new Uint8Array(readFileSync(file))
-    },
+    read: (path) => readBounded(join(directory, path), path),
   })
+}
+
+/**
+ * Reads one file of the export: a regular file, not a link, device or pipe, and no larger
+ * than any tile or bundle can be, read through one descriptor so the checks hold for the
+ * bytes read.
+ */
+function readBounded(file: string, path: string): Uint8Array | undefined {
+  let descriptor: number
+  try {
+    descriptor = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  } catch (error) {
+    const code = (error as { code?: string }).code
+    if (code === 'ENOENT') return undefined
+    throw new WardError(
+      'ERR_LOG_INVALID',
+      `${path}: not a regular file (${code ?? 'unreadable'})`,
+      {
+        details: { path },
+      },
+    )
+  }
+  try {
+    const status = fstatSync(descriptor)
+    if (!status.isFile()) {
+      throw new WardError('ERR_LOG_INVALID', `${path}: not a regular file`, { details: { path } })
+    }
+    if (status.size > maxFileBytes) {
+      throw new WardError(
+        'ERR_LOG_INVALID',
+        `${path}: ${status.size} bytes is larger than any tile`,
+        {
+          details: { path },
+        },
+      )
+    }
+    const bytes = new Uint8Array(status.size)
+    let filled = 0
+    while (filled < bytes.length) {
+      const read = readSync(descriptor, bytes, filled, bytes.length - filled, null)
+      if (read === 0) break
+      filled += read
+    }
+    return bytes.subarray(0, filled)
+  } finally {
+    closeSync(descriptor)
+  }
 }

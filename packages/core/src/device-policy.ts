@@ -141,8 +141,7 @@ const observationStatuses = new Set([
 ])
 const messageIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 // FHIR dateTime: a date alone, or a date and time with its zone.
-const dateTimePattern =
-  /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/
+const dateTimePattern = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/
 
 /**
  * Checks one FHIR R4 Observation against a device model's policy and the device's patient.

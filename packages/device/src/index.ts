@@ -1,2 +1,7 @@
-// The device agent SDK: enrollment, a durable queue of readings, delivery over mutual TLS.
-export {}
+// The device agent SDK: enrollment, a durable queue of readings, delivery over mutual TLS, and
+// the fleet simulator built from them.
+export * from './agent.js'
+export * from './client.js'
+export * from './fhir.js'
+export * from './queue.js'
+export * from './simulate.js'

@@ -1,5 +1,7 @@
 import type { AddressInfo } from 'node:net'
 
+import { X509Certificate } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { WardError } from '@ward/core'
@@ -30,7 +32,16 @@ export async function serveWard(config: WardConfig, logger: Logger): Promise<Run
   try {
     await ward.signGrownCheckpoints()
     const app = await buildServer(ward, logger)
-    await app.listen({ host: config.http.host, port: config.http.port })
+    try {
+      await app.listen({ host: config.http.host, port: config.http.port })
+    } catch (cause) {
+      if ((cause as { code?: string }).code !== 'EADDRINUSE') throw cause
+      throw new WardError(
+        'ERR_CONFIG_INVALID',
+        `${config.http.host}:${config.http.port} is already in use; set WARD_HTTP_PORT to a free port`,
+        { cause, details: { setting: 'http.port' } },
+      )
+    }
     const address = app.server.address() as AddressInfo
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
     const url = `https://${host}:${address.port}`
@@ -82,6 +93,14 @@ export function checkProductionReadiness(config: WardConfig): void {
       'ERR_CONFIG_INVALID',
       `production needs a fully qualified WARD_HOST_NAME; ${config.hostName} is not one`,
       { details: { setting: 'hostName' } },
+    )
+  }
+  const certificate = new X509Certificate(readFileSync(config.http.certFile))
+  if (certificate.checkHost(config.hostName) === undefined) {
+    throw new WardError(
+      'ERR_CONFIG_INVALID',
+      `the API certificate ${config.http.certFile} does not name WARD_HOST_NAME ${config.hostName}`,
+      { details: { setting: 'http.certFile' } },
     )
   }
 }

@@ -5,6 +5,7 @@ import { WardError } from '@ward/core'
 
 import { OperatorToken } from './access/api-token.js'
 import {
+  EntryKeys,
   HomeCheckpointWitness,
   auditEventTypes,
   createAuditLog,
@@ -79,16 +80,25 @@ export async function initializeWard(
       .select('id')
       .where('name', '=', platformLogName)
       .executeTakeFirst()
+    const witness = new HomeCheckpointWitness(config.home)
+    const entryKeys = new EntryKeys(provider)
+    if (existing === undefined && (await witness.latest(platformLogName)) !== undefined) {
+      throw new WardError(
+        'ERR_NOT_INITIALIZED',
+        `${config.home} holds audit checkpoints but ${store.description} has no platform audit ` +
+          'log: this home belongs to another database (check WARD_DATABASE_URL)',
+      )
+    }
     if (existing === undefined) {
       await store.transaction(async (tx) => {
         const key = await createSigningKey(tx, provider, 'audit-log')
-        await createAuditLog(tx, {
+        await createAuditLog(tx, entryKeys, {
           name: platformLogName,
           hostName: config.hostName,
           organizationId: null,
           signingKeyId: key.id,
         })
-        const audit = auditRecorder(tx, store, config, platformLogName, context)
+        const audit = auditRecorder(tx, store, entryKeys, config, platformLogName, context)
         await audit({
           type: auditEventTypes.applicationActivity,
           operation: 'ward.init',
@@ -99,13 +109,10 @@ export async function initializeWard(
       })
       created.push(`platform audit log in ${store.description}`)
     }
-    const witness = new HomeCheckpointWitness(config.home)
     if ((await witness.latest(platformLogName)) === undefined) {
-      await store.transaction(async (tx) => {
-        const head = await findAuditLog(tx, platformLogName)
-        const signer = await loadNoteSigner(tx, provider, head.signingKeyId, head.origin)
-        await signCheckpoint(tx, platformLogName, signer, witness)
-      })
+      const head = await findAuditLog(store.db, platformLogName)
+      const signer = await loadNoteSigner(store.db, provider, head.signingKeyId, head.origin)
+      await signCheckpoint(store, entryKeys, head, signer, witness)
     }
   } finally {
     await store.close()
@@ -144,12 +151,19 @@ export class Ward {
   readonly store: Store
   readonly keys: KeyWrappingProvider
   readonly witness: HomeCheckpointWitness
+  readonly entryKeys: EntryKeys
 
   private constructor(config: WardConfig, store: Store, keys: KeyWrappingProvider) {
     this.config = config
     this.store = store
     this.keys = keys
     this.witness = new HomeCheckpointWitness(config.home)
+    this.entryKeys = new EntryKeys(keys)
+  }
+
+  /** Records `input` in log `logName` inside `tx`, as done under `context`. */
+  audit(tx: Transaction, logName: string, context: OperationContext, input: AuditEventInput) {
+    return auditRecorder(tx, this.store, this.entryKeys, this.config, logName, context)(input)
   }
 
   /** Opens an initialized Ward; `ERR_NOT_INITIALIZED` when `ward init` has not run. */
@@ -182,14 +196,21 @@ export class Ward {
     const organization = await this.store.transaction(async (tx) => {
       const organization = await insertOrganization(tx, input)
       const key = await createSigningKey(tx, this.keys, 'audit-log')
-      await createAuditLog(tx, {
+      await createAuditLog(tx, this.entryKeys, {
         name: organization.slug,
         hostName: this.config.hostName,
         organizationId: organization.id,
         signingKeyId: key.id,
       })
 
-      const platform = auditRecorder(tx, this.store, this.config, platformLogName, context)
+      const platform = auditRecorder(
+        tx,
+        this.store,
+        this.entryKeys,
+        this.config,
+        platformLogName,
+        context,
+      )
       await platform({
         type: auditEventTypes.applicationActivity,
         operation: 'organization.create',
@@ -200,7 +221,7 @@ export class Ward {
       })
       await platform(keyCreatedEvent(key.id, organization.slug))
 
-      const own = auditRecorder(tx, this.store, this.config, organization.slug, {
+      const own = auditRecorder(tx, this.store, this.entryKeys, this.config, organization.slug, {
         ...context,
         organizationId: organization.id,
       })
@@ -239,13 +260,10 @@ export class Ward {
     return verifierKeyText(head, key.publicKey)
   }
 
-  /** Signs a checkpoint of the log as it stands now, after checking it extends the last one. */
-  signCheckpoint(logName: string): Promise<SignedCheckpoint> {
-    return this.store.transaction(async (tx) => {
-      const head = await findAuditLog(tx, logName)
-      const signer = await loadNoteSigner(tx, this.keys, head.signingKeyId, head.origin)
-      return signCheckpoint(tx, logName, signer, this.witness)
-    })
+  /** Signs a checkpoint of the log as it stands now, after checking the store is sound. */
+  async signCheckpoint(logName: string): Promise<SignedCheckpoint> {
+    const head = await findAuditLog(this.store.db, logName)
+    return signCheckpoint(this.store, this.entryKeys, head, await this.#signer(head), this.witness)
   }
 
   /**
@@ -255,7 +273,7 @@ export class Ward {
   async signGrownCheckpoints(): Promise<SignedCheckpoint[]> {
     const signed: SignedCheckpoint[] = []
     for (const head of await listAuditLogs(this.store.db)) {
-      const latest = await latestCheckpoint(this.store.db, head)
+      const latest = await latestCheckpoint(this.witness, head)
       if (latest === undefined || latest.size < head.size) {
         signed.push(await this.signCheckpoint(head.name))
       }
@@ -263,39 +281,45 @@ export class Ward {
     return signed
   }
 
-  /** The newest checkpoint of a log, signing one when there is none yet. */
+  /** The newest checkpoint of a log, as witnessed; signs one when there is none yet. */
   async currentCheckpoint(logName: string): Promise<SignedCheckpoint> {
     const head = await findAuditLog(this.store.db, logName)
-    return (await latestCheckpoint(this.store.db, head)) ?? (await this.signCheckpoint(logName))
+    return (await latestCheckpoint(this.witness, head)) ?? (await this.signCheckpoint(logName))
   }
 
   /**
-   * Exports the log to `directory` in the tlog-tiles layout. The export is itself audited in
-   * the log before the checkpoint is signed, so the exported checkpoint covers its own record.
+   * Exports the log to `directory` in the tlog-tiles layout (see `exportTiles`). A checked
+   * export is itself audited in the log before its checkpoint is signed, so the exported
+   * checkpoint covers its own record; an as-stored export changes nothing.
    */
   async exportAuditLog(
     context: OperationContext,
     logName: string,
     directory: string,
-  ): Promise<ExportResult & { checkpoint: SignedCheckpoint }> {
-    await this.store.transaction(async (tx) => {
-      await auditRecorder(
-        tx,
-        this.store,
-        this.config,
-        logName,
-        context,
-      )({
-        type: auditEventTypes.export,
-        operation: 'audit-log.export',
-        action: 'R',
-        entity: [{ type: 'audit-log', what: logName }],
-      })
-    })
-    const checkpoint = await this.signCheckpoint(logName)
+    options: { asStored?: boolean } = {},
+  ): Promise<ExportResult> {
+    if (options.asStored !== true) {
+      await this.store.transaction((tx) =>
+        this.audit(tx, logName, context, {
+          type: auditEventTypes.export,
+          operation: 'audit-log.export',
+          action: 'R',
+          entity: [{ type: 'audit-log', what: logName }],
+        }),
+      )
+    }
     const head = await findAuditLog(this.store.db, logName)
-    const result = await exportTiles(this.store.db, head, checkpoint, directory)
-    return { ...result, checkpoint }
+    const exportContext = {
+      store: this.store,
+      entryKeys: this.entryKeys,
+      signer: await this.#signer(head),
+      witness: this.witness,
+    }
+    return exportTiles(exportContext, head, directory, options)
+  }
+
+  async #signer(head: AuditLogHead) {
+    return loadNoteSigner(this.store.db, this.keys, head.signingKeyId, head.origin)
   }
 
   async close(): Promise<void> {
@@ -306,12 +330,13 @@ export class Ward {
 function auditRecorder(
   tx: Transaction,
   store: Store,
+  entryKeys: EntryKeys,
   config: WardConfig,
   logName: string,
   context: OperationContext,
 ) {
   return (input: AuditEventInput) =>
-    recordAuditEvent(tx, store.dialect, logName, context, config.hostName, input)
+    recordAuditEvent(tx, store.dialect, entryKeys, logName, context, config.hostName, input)
 }
 
 function keyCreatedEvent(keyId: string, logName: string): AuditEventInput {

@@ -70,6 +70,7 @@ export function testEnvironment(home: string, url: string): Record<string, strin
     WARD_DATABASE_URL: url,
     WARD_HOST_NAME: 'ward.test',
     WARD_HTTP_PORT: '0',
+    WARD_DEVICE_PORT: '0',
     WARD_LOG_LEVEL: 'silent',
   }
 }

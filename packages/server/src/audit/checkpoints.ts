@@ -17,8 +17,10 @@ import {
   type NodeId,
 } from '@ward/core'
 
-import type { Transaction } from '../store/index.js'
-import { findAuditLog, headRoot, nodeKey, readNodes, type AuditLogHead } from './log.js'
+import type { Store, Transaction } from '../store/index.js'
+import type { EntryKeys } from './entry-keys.js'
+import { headRoot, nodeKey, readNodes, type AuditLogHead } from './log.js'
+import { checkEntries } from './store-check.js'
 
 /** Signs checkpoints for one log; the keys domain supplies it. */
 export interface CheckpointSigner {
@@ -66,10 +68,11 @@ export class HomeCheckpointWitness implements CheckpointWitness {
   async record(logName: string, note: string, size: number): Promise<void> {
     const current = await this.latest(logName)
     if (current !== undefined && checkpointSize(current) > size) return
-    mkdirSync(this.#directory, { recursive: true })
+    mkdirSync(this.#directory, { recursive: true, mode: 0o700 })
     const path = this.#path(logName)
-    writeFileSync(`${path}.tmp`, note)
-    renameSync(`${path}.tmp`, path)
+    const temporary = `${path}.${process.pid}.tmp`
+    writeFileSync(temporary, note, { mode: 0o600, flag: 'wx' })
+    renameSync(temporary, path)
   }
 
   #path(logName: string): string {
@@ -88,60 +91,79 @@ export function verifierKeyText(head: AuditLogHead, publicKey: Uint8Array): stri
 }
 
 /**
- * Signs a checkpoint of the log as it stands, after checking the store against itself and
- * against the witnessed checkpoint: the head must agree with the stored subtree hashes, and the
- * tree must extend the newest checkpoint signed before. Throws `ERR_LOG_INVALID` naming what
- * disagrees, and signs nothing, when either fails.
+ * Signs a checkpoint of the log — as it stands, or at `at` — after proving the store is
+ * sound: the head agrees with the stored subtree hashes; the tree extends the newest
+ * checkpoint signed before (kept by the witness, outside the database); and every entry
+ * appended since that checkpoint is authentic (its entry authentication code verifies) and
+ * hashes into the tree as stored. Throws `ERR_LOG_INVALID` naming what disagrees, and signs
+ * nothing, when any of these fails.
+ *
+ * Reads run outside any transaction (entries below the size never change); only recording the
+ * checkpoint takes one, so signing never holds up appends.
  */
 export async function signCheckpoint(
-  tx: Transaction,
-  logName: string,
+  store: Store,
+  entryKeys: EntryKeys,
+  head: AuditLogHead,
   signer: CheckpointSigner,
   witness: CheckpointWitness,
+  at?: { readonly size: number; readonly rootHash: Uint8Array },
 ): Promise<SignedCheckpoint> {
-  const head = await findAuditLog(tx, logName)
-  const rootHash = headRoot(head)
-
-  const stored = await storedRoot(tx, head, head.size)
-  if (!bytesEqual(stored, rootHash)) {
+  const db = store.db
+  const size = at?.size ?? head.size
+  const rootHash = at?.rootHash ?? headRoot(head)
+  if (at === undefined && !bytesEqual(await storedRoot(db, head, size), rootHash)) {
     throw new WardError(
       'ERR_LOG_INVALID',
-      `audit log ${logName}: the head row and the stored entries disagree at size ${head.size}`,
-      { details: { log: logName, size: head.size } },
+      `audit log ${head.name}: the head row and the stored entries disagree at size ${size}`,
+      { details: { log: head.name, size } },
     )
   }
 
-  const previous = await witness.latest(logName)
-  if (previous !== undefined) {
-    await checkExtends(tx, head, signer, previous)
+  const previous = await witness.latest(head.name)
+  const from = previous === undefined ? 0 : await checkExtends(db, head, signer, previous, size)
+  const key = await entryKeys.key(head.id, head.wrappedEntryKey)
+  const frontier = await checkEntries(db, head, key, { from, to: size })
+  const computed = frontier.length === 0 ? emptyRoot() : foldRight(frontier)
+  if (!bytesEqual(computed, rootHash)) {
+    throw new WardError(
+      'ERR_LOG_INVALID',
+      `audit log ${head.name}: the head row does not match the entries at size ${size}`,
+      { details: { log: head.name, size } },
+    )
   }
 
-  const body = formatCheckpoint({ origin: head.origin, size: head.size, rootHash, extensions: [] })
+  const body = formatCheckpoint({ origin: head.origin, size, rootHash, extensions: [] })
   const note = signNote(body, signer)
-  const signedAt = new Date().toISOString()
-  await tx
-    .insertInto('audit_checkpoints')
-    .values({ log_id: head.id, size: head.size, root_hash: rootHash, note, signed_at: signedAt })
-    .execute()
-  await witness.record(logName, note, head.size)
-
-  return { logName, size: head.size, rootHash, note }
+  await store.transaction(async (tx) => {
+    await tx
+      .insertInto('audit_checkpoints')
+      .values({
+        log_id: head.id,
+        size,
+        root_hash: rootHash,
+        note,
+        signed_at: new Date().toISOString(),
+      })
+      .execute()
+  })
+  await witness.record(head.name, note, size)
+  return { logName: head.name, size, rootHash, note }
 }
 
-/** The newest signed checkpoint of a log, if it has one. */
+/**
+ * The newest checkpoint Ward signed for a log, as its witness keeps it. The database's copy
+ * is history only: a checkpoint served or trusted always comes from the witness, which the
+ * database cannot roll back.
+ */
 export async function latestCheckpoint(
-  tx: Transaction,
+  witness: CheckpointWitness,
   head: AuditLogHead,
 ): Promise<SignedCheckpoint | undefined> {
-  const row = await tx
-    .selectFrom('audit_checkpoints')
-    .select(['size', 'root_hash', 'note'])
-    .where('log_id', '=', head.id)
-    .orderBy('id', 'desc')
-    .limit(1)
-    .executeTakeFirst()
-  if (row === undefined) return undefined
-  return { logName: head.name, size: row.size, rootHash: row.root_hash, note: row.note }
+  const note = await witness.latest(head.name)
+  if (note === undefined) return undefined
+  const checkpoint = parseCheckpoint(note.slice(0, note.indexOf('\n\n') + 1))
+  return { logName: head.name, size: checkpoint.size, rootHash: checkpoint.rootHash, note }
 }
 
 /** The root of the first `size` entries, from the stored subtree hashes alone. */
@@ -157,24 +179,35 @@ export async function storedRoot(
 }
 
 async function checkExtends(
-  tx: Transaction,
+  db: Transaction,
   head: AuditLogHead,
   signer: CheckpointSigner,
   previousNote: string,
-): Promise<void> {
+  size: number,
+): Promise<number> {
   const verifier = parseVerifierKey(formatVerifierKey(signer.name, signer.publicKey))
-  const { text } = verifyNote(previousNote, [verifier])
-  const previous = parseCheckpoint(text)
-
-  if (previous.size > head.size) {
+  let text: string
+  try {
+    text = verifyNote(previousNote, [verifier]).text
+  } catch (cause) {
     throw new WardError(
       'ERR_LOG_INVALID',
-      `audit log ${head.name} holds ${head.size} entries but checkpoint ${previous.size} was ` +
-        'signed before: entries were removed',
-      { details: { log: head.name, size: head.size, witnessed: previous.size } },
+      `audit log ${head.name}: the checkpoint this home witnessed was not signed by the log's ` +
+        "key in this database; Ward's home and its database do not belong together",
+      { cause, details: { log: head.name } },
     )
   }
-  const root = await storedRoot(tx, head, previous.size)
+  const previous = parseCheckpoint(text)
+
+  if (previous.size > size) {
+    throw new WardError(
+      'ERR_LOG_INVALID',
+      `audit log ${head.name} holds ${size} entries but checkpoint ${previous.size} was ` +
+        'signed before: entries were removed',
+      { details: { log: head.name, size, witnessed: previous.size } },
+    )
+  }
+  const root = await storedRoot(db, head, previous.size)
   if (!bytesEqual(root, previous.rootHash)) {
     throw new WardError(
       'ERR_LOG_INVALID',
@@ -183,4 +216,5 @@ async function checkExtends(
       { details: { log: head.name, witnessed: previous.size } },
     )
   }
+  return previous.size
 }

@@ -17,7 +17,10 @@ export {
   type AuditEvent,
   type AuditEventInput,
 } from './event.js'
-export { exportTiles, type ExportResult } from './export.js'
+export { EntryKeys, entryMac } from './entry-keys.js'
+export { exportTiles, type ExportContext, type ExportResult } from './export.js'
+export { checkEntries, type CheckedEntry } from './store-check.js'
+export { leafHash, nodeHash } from './hashing.js'
 export {
   appendAuditEvents,
   createAuditLog,

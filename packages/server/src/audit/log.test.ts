@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test'
 import {
   TILE_WIDTH,
   WardError,
+  concatBytes,
   hashChildren,
   hashLeaf,
   verifyConsistency,
@@ -20,6 +21,7 @@ import { systemContext } from '../context.js'
 import { LocalKeyFileProvider, createSigningKey, loadNoteSigner } from '../keys/index.js'
 import { openStore, type Store } from '../store/index.js'
 import {
+  EntryKeys,
   appendAuditEvents,
   buildAuditEvent,
   createAuditLog,
@@ -62,6 +64,7 @@ for (const { dialect, skip } of dialects) {
     let database: TestDatabase
     let store: Store
     let provider: LocalKeyFileProvider
+    let entryKeys: EntryKeys
     const bodies: Uint8Array[] = []
 
     before(async () => {
@@ -69,9 +72,10 @@ for (const { dialect, skip } of dialects) {
       database = await freshDatabase(dialect, directory.path)
       store = await openStore({ url: database.url })
       provider = LocalKeyFileProvider.create(`${directory.path}/master.key`)
+      entryKeys = new EntryKeys(provider)
       await store.transaction(async (tx) => {
         const key = await createSigningKey(tx, provider, 'audit-log')
-        await createAuditLog(tx, {
+        await createAuditLog(tx, entryKeys, {
           name: 'platform',
           hostName: site,
           organizationId: null,
@@ -89,7 +93,9 @@ for (const { dialect, skip } of dialects) {
     test('appends events whose stored tree matches an independent RFC 9162 computation', async () => {
       for (let batch = 0; batch < 12; batch += 1) {
         const events = Array.from({ length: 1 + batch * 7 }, (_, i) => event(`test.${batch}.${i}`))
-        await store.transaction((tx) => appendAuditEvents(tx, store.dialect, 'platform', events))
+        await store.transaction((tx) =>
+          appendAuditEvents(tx, store.dialect, entryKeys, 'platform', events),
+        )
         bodies.push(...events.map((item) => encodeAuditEvent(item)))
       }
       const head = await findAuditLog(store.db, 'platform')
@@ -163,7 +169,9 @@ for (const { dialect, skip } of dialects) {
       const before = (await findAuditLog(store.db, 'platform')).size
       await assert.rejects(
         store.transaction(async (tx) => {
-          await appendAuditEvents(tx, store.dialect, 'platform', [event('test.rolled-back')])
+          await appendAuditEvents(tx, store.dialect, entryKeys, 'platform', [
+            event('test.rolled-back'),
+          ])
           throw new Error('caller failed after appending')
         }),
       )
@@ -184,7 +192,7 @@ for (const { dialect, skip } of dialects) {
               created_at: new Date().toISOString(),
             })
             .execute()
-          await appendAuditEvents(tx, store.dialect, 'platform', [invalid])
+          await appendAuditEvents(tx, store.dialect, entryKeys, 'platform', [invalid])
         }),
         (error: unknown) => error instanceof WardError && error.code === 'ERR_AUDIT_EVENT_INVALID',
       )
@@ -194,10 +202,8 @@ for (const { dialect, skip } of dialects) {
     test('signs a checkpoint only while the log extends the witnessed one', async () => {
       const witness = new MemoryWitness()
       const head = await findAuditLog(store.db, 'platform')
-      const signer = await store.transaction((tx) =>
-        loadNoteSigner(tx, provider, head.signingKeyId, head.origin),
-      )
-      const first = await store.transaction((tx) => signCheckpoint(tx, 'platform', signer, witness))
+      const signer = await loadNoteSigner(store.db, provider, head.signingKeyId, head.origin)
+      const first = await signCheckpoint(store, entryKeys, head, signer, witness)
       assert.equal(first.size, head.size)
       assert.match(
         first.note,
@@ -215,8 +221,75 @@ for (const { dialect, skip } of dialects) {
         .where('id', '=', head.id)
         .execute()
       await assert.rejects(
-        store.transaction((tx) => signCheckpoint(tx, 'platform', signer, witness)),
+        async () =>
+          signCheckpoint(
+            store,
+            entryKeys,
+            await findAuditLog(store.db, 'platform'),
+            signer,
+            witness,
+          ),
         { code: 'ERR_LOG_INVALID' },
+      )
+    })
+
+    test('refuses to sign an entry that Ward did not write, even with every hash recomputed', async () => {
+      await store.transaction(async (tx) => {
+        const key = await createSigningKey(tx, provider, 'audit-log')
+        await createAuditLog(tx, entryKeys, {
+          name: 'forged',
+          hostName: site,
+          organizationId: null,
+          signingKeyId: key.id,
+        })
+      })
+      await store.transaction((tx) =>
+        appendAuditEvents(tx, store.dialect, entryKeys, 'forged', [
+          event('test.a'),
+          event('test.b'),
+          event('test.c'),
+        ]),
+      )
+      const head = await findAuditLog(store.db, 'forged')
+      const signer = await loadNoteSigner(store.db, provider, head.signingKeyId, head.origin)
+      const witness = new MemoryWitness()
+      await signCheckpoint(store, entryKeys, head, signer, witness)
+
+      // Somebody with database access appends a fourth entry exactly as Ward would, but
+      // without the entry key: a made-up authentication code.
+      const body = encodeAuditEvent(event('test.forged'))
+      const leaf = hashLeaf(body)
+      const third = await store.db
+        .selectFrom('audit_entries')
+        .select('hashes')
+        .where('log_id', '=', head.id)
+        .where('idx', '=', 2)
+        .executeTakeFirstOrThrow()
+      const level1 = hashChildren(third.hashes.subarray(0, 32), leaf)
+      const first2 = head.frontier[0] as Uint8Array
+      const level2 = hashChildren(first2, level1)
+      await store.db
+        .insertInto('audit_entries')
+        .values({
+          log_id: head.id,
+          idx: 3,
+          event_id: 'forged',
+          recorded_at: new Date().toISOString(),
+          body,
+          hashes: concatBytes(leaf, level1, level2),
+          mac: new Uint8Array(32),
+        })
+        .execute()
+      await store.db
+        .updateTable('audit_logs')
+        .set({ size: 4, frontier: level2 })
+        .where('id', '=', head.id)
+        .execute()
+
+      await assert.rejects(
+        async () =>
+          signCheckpoint(store, entryKeys, await findAuditLog(store.db, 'forged'), signer, witness),
+        /entry 3 has an authentication code that does not verify/,
       )
     })
   })

@@ -10,6 +10,7 @@ import {
   type AuditEvent,
   type AuditEventInput,
 } from './event.js'
+import { entryMac, type EntryKeys } from './entry-keys.js'
 import { leafHash, nodeHash } from './hashing.js'
 
 const hashSize = 32
@@ -24,6 +25,8 @@ export interface AuditLogHead {
   readonly size: number
   /** Hashes of the complete subtrees that make up the tree, left to right. */
   readonly frontier: readonly Uint8Array[]
+  /** The entry key, wrapped under the master key (see `EntryKeys`). */
+  readonly wrappedEntryKey: Uint8Array
 }
 
 /** Where an appended event landed. */
@@ -43,6 +46,7 @@ export const platformLogName = 'platform'
  */
 export async function createAuditLog(
   tx: Transaction,
+  entryKeys: EntryKeys,
   input: {
     readonly name: string
     readonly hostName: string
@@ -58,6 +62,7 @@ export async function createAuditLog(
     signingKeyId: input.signingKeyId,
     size: 0,
     frontier: [],
+    wrappedEntryKey: new Uint8Array(0),
   }
   await tx
     .insertInto('audit_logs')
@@ -69,10 +74,11 @@ export async function createAuditLog(
       signing_key_id: head.signingKeyId,
       size: 0,
       frontier: new Uint8Array(0),
+      wrapped_entry_key: await entryKeys.create(head.id),
       created_at: new Date().toISOString(),
     })
     .execute()
-  return head
+  return findAuditLog(tx, head.name)
 }
 
 /** The log named `name`, or `ERR_AUDIT_LOG_NOT_FOUND`. */
@@ -107,12 +113,14 @@ export async function listAuditLogs(tx: Transaction): Promise<AuditLogHead[]> {
 export async function appendAuditEvents(
   tx: Transaction,
   dialect: Dialect,
+  entryKeys: EntryKeys,
   logName: string,
   events: readonly AuditEvent[],
 ): Promise<AppendedEvent[]> {
   if (events.length === 0) return []
   const encoded = events.map((event) => encodeAuditEvent(event))
   const head = await lockHead(tx, dialect, logName)
+  const key = await entryKeys.key(head.id, head.wrappedEntryKey)
 
   const frontier = [...head.frontier]
   let size = head.size
@@ -136,6 +144,7 @@ export async function appendAuditEvents(
       recorded_at: event.recorded,
       body,
       hashes: concatBytes(...completed),
+      mac: entryMac(key, head.id, size, leaf),
     }
     size += 1
     return row
@@ -163,12 +172,13 @@ export async function appendAuditEvents(
 export async function recordAuditEvent(
   tx: Transaction,
   dialect: Dialect,
+  entryKeys: EntryKeys,
   logName: string,
   context: OperationContext,
   site: string,
   input: AuditEventInput,
 ): Promise<AppendedEvent> {
-  const [appended] = await appendAuditEvents(tx, dialect, logName, [
+  const [appended] = await appendAuditEvents(tx, dialect, entryKeys, logName, [
     buildAuditEvent(context, site, input),
   ])
   return appended as AppendedEvent
@@ -242,6 +252,7 @@ function toHead(row: {
   signing_key_id: string
   size: number
   frontier: Uint8Array
+  wrapped_entry_key: Uint8Array
 }): AuditLogHead {
   // A tree of n leaves is made of one complete subtree per one bit of n.
   const size = Number(row.size)
@@ -258,6 +269,7 @@ function toHead(row: {
     signingKeyId: row.signing_key_id,
     size,
     frontier,
+    wrappedEntryKey: row.wrapped_entry_key,
   }
 }
 

@@ -128,6 +128,55 @@ export const settings: readonly Setting[] = [
     defaultValue: () => 6000,
   },
   {
+    name: 'device.host',
+    env: 'WARD_DEVICE_HOST',
+    description: 'address the mutual-TLS device endpoint listens on',
+    rule: { kind: 'string', pattern: /^[0-9a-zA-Z.:-]+$/, allowed: 'an IP address or host name' },
+    defaultValue: () => '127.0.0.1',
+  },
+  {
+    name: 'device.port',
+    env: 'WARD_DEVICE_PORT',
+    description: 'port of the device endpoint (0 picks a free port)',
+    rule: { kind: 'integer', min: 0, max: 65535 },
+    defaultValue: () => 8444,
+  },
+  {
+    name: 'device.tlsMinVersion',
+    env: 'WARD_DEVICE_TLS_MIN_VERSION',
+    description: 'lowest TLS version devices may use; TLSv1.2 allows only ECDHE AEAD suites',
+    rule: { kind: 'enum', values: ['TLSv1.3', 'TLSv1.2'] },
+    defaultValue: () => 'TLSv1.3',
+  },
+  {
+    name: 'device.bodyLimitBytes',
+    env: 'WARD_DEVICE_BODY_LIMIT_BYTES',
+    description: 'largest request body a device may send',
+    rule: { kind: 'integer', min: 1024, max: 64 * 1024 * 1024 },
+    defaultValue: () => 4 * 1024 * 1024,
+  },
+  {
+    name: 'device.maxBatchReadings',
+    env: 'WARD_DEVICE_MAX_BATCH_READINGS',
+    description: 'most readings one batch Bundle may hold',
+    rule: { kind: 'integer', min: 1, max: 10_000 },
+    defaultValue: () => 500,
+  },
+  {
+    name: 'device.certificateValidityDays',
+    env: 'WARD_DEVICE_CERTIFICATE_VALIDITY_DAYS',
+    description: 'validity of device certificates Ward issues',
+    rule: { kind: 'integer', min: 1, max: 3650 },
+    defaultValue: () => 365,
+  },
+  {
+    name: 'device.enrollmentTokenTtlSeconds',
+    env: 'WARD_DEVICE_ENROLLMENT_TOKEN_TTL_SECONDS',
+    description: 'how long a one-time enrollment token stays valid',
+    rule: { kind: 'integer', min: 60, max: 30 * 86_400 },
+    defaultValue: () => 72 * 3600,
+  },
+  {
     name: 'log.level',
     env: 'WARD_LOG_LEVEL',
     description: 'application log level (JSON lines on standard output)',
@@ -161,6 +210,15 @@ export interface WardConfig {
     readonly keyFile: string
     readonly bodyLimitBytes: number
     readonly rateLimitPerMinute: number
+  }
+  readonly device: {
+    readonly host: string
+    readonly port: number
+    readonly tlsMinVersion: 'TLSv1.3' | 'TLSv1.2'
+    readonly bodyLimitBytes: number
+    readonly maxBatchReadings: number
+    readonly certificateValidityDays: number
+    readonly enrollmentTokenTtlSeconds: number
   }
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent' }
   readonly audit: { readonly checkpointIntervalSeconds: number }
@@ -336,6 +394,15 @@ function toConfig(values: Record<string, unknown>): WardConfig {
       bodyLimitBytes: get('http.bodyLimitBytes'),
       rateLimitPerMinute: get('http.rateLimitPerMinute'),
     },
+    device: {
+      host: get('device.host'),
+      port: get('device.port'),
+      tlsMinVersion: get('device.tlsMinVersion'),
+      bodyLimitBytes: get('device.bodyLimitBytes'),
+      maxBatchReadings: get('device.maxBatchReadings'),
+      certificateValidityDays: get('device.certificateValidityDays'),
+      enrollmentTokenTtlSeconds: get('device.enrollmentTokenTtlSeconds'),
+    },
     log: { level: get('log.level') },
     audit: { checkpointIntervalSeconds: get('audit.checkpointIntervalSeconds') },
   }
@@ -353,6 +420,8 @@ export function configSummary(config: WardConfig): Record<string, string | numbe
     database: redactDatabaseUrl(config.database.url),
     httpAddress: `${config.http.host}:${config.http.port}`,
     tlsMinVersion: config.http.tlsMinVersion,
+    deviceAddress: `${config.device.host}:${config.device.port}`,
+    deviceTlsMinVersion: config.device.tlsMinVersion,
     logLevel: config.log.level,
     checkpointIntervalSeconds: config.audit.checkpointIntervalSeconds,
   }

@@ -92,7 +92,7 @@ for (const { dialect, skip } of dialects) {
         }),
       )
       await ward.store.transaction((tx) =>
-        appendAuditEvents(tx, ward.store.dialect, 'platform', events),
+        appendAuditEvents(tx, ward.store.dialect, ward.entryKeys, 'platform', events),
       )
       await ward.signCheckpoint('platform')
     })
@@ -231,6 +231,17 @@ for (const { dialect, skip } of dialects) {
       assert.equal((await authorized('/audit/nobody/checkpoint')).status, 404)
       assert.equal((await authorized('/audit/platform/tile/0/x000/000')).status, 404)
       assert.equal((await authorized('/audit/platform/tile/0/999')).status, 404)
+    })
+
+    test('accepts the bearer scheme in any letter case', async () => {
+      const response = await get('/audit/platform/checkpoint', { authorization: `bearer ${token}` })
+      assert.equal(response.status, 200)
+    })
+
+    test('answers oversized headers with problem details', async () => {
+      const response = await get('/health', { 'x-padding': 'a'.repeat(20_000) })
+      assert.equal(response.status, 431)
+      assert.equal(JSON.parse(response.body.toString()).code, 'ERR_INPUT_INVALID')
     })
 
     test('never writes the token or the authorization header into the service log', () => {

@@ -48,7 +48,14 @@ export class LocalKeyFileProvider implements KeyWrappingProvider {
       })
     }
     const key = randomBytes(32)
-    const descriptor = openSync(path, 'wx', 0o600)
+    let descriptor: number
+    try {
+      descriptor = openSync(path, 'wx', 0o600)
+    } catch (cause) {
+      // Another `ward` process created it a moment ago: use that one.
+      if ((cause as { code?: string }).code === 'EEXIST') return LocalKeyFileProvider.open(path)
+      throw cause
+    }
     try {
       writeSync(descriptor, `${toBase64(key)}\n`)
     } finally {

@@ -3,6 +3,7 @@ import type { Kysely, Migration, MigrationProvider } from 'kysely'
 import { devicesMigrations } from '../devices/migrations.js'
 import { identityMigrations } from '../identity/migrations.js'
 import { keysMigrations } from '../keys/migrations.js'
+import { recordsMigrations } from '../records/migrations.js'
 import type { Dialect } from './store.js'
 
 /**
@@ -48,6 +49,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           )
           .addColumn('size', bigint, (column) => column.notNull())
           .addColumn('frontier', bytes, (column) => column.notNull())
+          .addColumn('wrapped_entry_key', bytes, (column) => column.notNull())
           .addColumn('created_at', 'text', (column) => column.notNull())
           .execute()
 
@@ -59,6 +61,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('recorded_at', 'text', (column) => column.notNull())
           .addColumn('body', bytes, (column) => column.notNull())
           .addColumn('hashes', bytes, (column) => column.notNull())
+          .addColumn('mac', bytes, (column) => column.notNull())
           .addPrimaryKeyConstraint('audit_entries_pk', ['log_id', 'idx'])
           .execute()
 
@@ -93,6 +96,7 @@ function allMigrations(dialect: Dialect): Record<string, Migration> {
     ...keysMigrations(dialect),
     ...identityMigrations(dialect),
     ...devicesMigrations(dialect),
+    ...recordsMigrations(dialect),
   }
 }
 

@@ -3,6 +3,7 @@ import type { Generated } from 'kysely'
 import type { DevicesTables } from '../devices/tables.js'
 import type { IdentityTables } from '../identity/tables.js'
 import type { KeysTables } from '../keys/tables.js'
+import type { RecordsTables } from '../records/tables.js'
 
 /**
  * The tables Ward keeps, as Kysely sees them. Each domain owns its tables and is the only one
@@ -12,7 +13,7 @@ import type { KeysTables } from '../keys/tables.js'
  * text, byte strings are BLOB (SQLite) or BYTEA (PostgreSQL), counters are 64-bit integers
  * read back as JavaScript numbers.
  */
-export interface Database extends KeysTables, IdentityTables, DevicesTables {
+export interface Database extends KeysTables, IdentityTables, DevicesTables, RecordsTables {
   organizations: OrganizationTable
   signing_keys: SigningKeyTable
   audit_logs: AuditLogTable
@@ -52,6 +53,8 @@ export interface AuditLogTable {
   signing_key_id: string
   size: number
   frontier: Uint8Array
+  /** Key for the entries' authentication codes, wrapped under the master key. */
+  wrapped_entry_key: Uint8Array
   created_at: string
 }
 
@@ -66,6 +69,12 @@ export interface AuditEntryTable {
   recorded_at: string
   body: Uint8Array
   hashes: Uint8Array
+  /**
+   * HMAC-SHA-256 under the log's entry key over (log, index, leaf hash): proof the row was
+   * written by Ward, which somebody with database access but without the master key cannot
+   * forge for entries appended since the last signed checkpoint.
+   */
+  mac: Uint8Array
 }
 
 /** audit: every checkpoint Ward has signed, newest last. */

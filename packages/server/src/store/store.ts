@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 
 import SqliteDatabase from 'better-sqlite3'
@@ -64,11 +64,17 @@ function openSqlite(options: StoreOptions): Store {
   const file = options.url.slice('sqlite:'.length)
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true })
 
+  // The file holds ePHI: only Ward's own user may read it (SQLite gives its WAL the same mode).
+  if (file !== ':memory:' && !existsSync(file)) closeSync(openSync(file, 'wx', 0o600))
   let database: SqliteDatabase.Database
   try {
     database = new SqliteDatabase(file, { timeout: options.busyTimeoutMs ?? 5000 })
   } catch (cause) {
-    throw new WardError('ERR_STORE_UNAVAILABLE', `cannot open SQLite database ${file}`, { cause })
+    throw new WardError(
+      'ERR_STORE_UNAVAILABLE',
+      `cannot open SQLite database ${file} (WARD_DATABASE_URL): ${(cause as Error).message}`,
+      { cause },
+    )
   }
   database.pragma('journal_mode = WAL')
   // FULL: a commit is on disk before Ward acknowledges it, which audit records and readings need.
@@ -143,10 +149,13 @@ async function openPostgres(options: StoreOptions): Promise<Store> {
     client.release()
   } catch (cause) {
     await pool.end()
-    throw new WardError('ERR_STORE_UNAVAILABLE', `cannot reach PostgreSQL at ${description}`, {
-      cause,
-      details: { database: description },
-    })
+    // PostgreSQL's own reasons (authentication failed, no such database, TLS required) name
+    // roles and databases, never data, and are what an operator needs to fix the URL.
+    throw new WardError(
+      'ERR_STORE_UNAVAILABLE',
+      `cannot use PostgreSQL at ${description} (WARD_DATABASE_URL): ${(cause as Error).message}`,
+      { cause, details: { database: description } },
+    )
   }
 
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
@@ -160,13 +169,25 @@ async function openPostgres(options: StoreOptions): Promise<Store> {
 }
 
 async function migrate(store: Store): Promise<void> {
-  const migrator = new Migrator({ db: store.db, provider: new WardMigrations(store.dialect) })
+  // On PostgreSQL Kysely must be told the schema its own tables live in, or it may find
+  // another schema's migration tables on the search path and believe they are its own.
+  const schema =
+    store.dialect === 'postgres'
+      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(store.db)).rows[0]
+          ?.schema
+      : undefined
+  const migrator = new Migrator({
+    db: store.db,
+    provider: new WardMigrations(store.dialect),
+    ...(schema === undefined ? {} : { migrationTableSchema: schema }),
+  })
   const { error, results } = await migrator.migrateToLatest()
   if (error !== undefined) {
     const failed = results?.find((result) => result.status === 'Error')?.migrationName
     throw new WardError(
       'ERR_STORE_UNAVAILABLE',
-      `database migration ${failed ?? '(unknown)'} failed on ${store.description}`,
+      `database migration ${failed ?? '(before any migration)'} failed on ${store.description}: ` +
+        `${(error as Error).message}`,
       { cause: error },
     )
   }

@@ -1,0 +1,42 @@
+// The identity domain's only door: organizations' device CAs, device certificates, revocation,
+// manufacturer CAs, and what the device endpoint trusts.
+export {
+  authorityLifetimes,
+  createOrganizationAuthorities,
+  findOrganizationAuthorities,
+  type AuthorityRole,
+  type CertificateAuthority,
+  type OrganizationAuthorities,
+} from './authorities.js'
+export { certificateRequestDer } from './csr.js'
+export { revocationReasons, type CertificateRevocationList, type RevocationReason } from './crl.js'
+export {
+  issueDeviceCertificate,
+  listDeviceCertificates,
+  type CertificateStatus,
+  type DeviceCertificate,
+  type DeviceCertificateRequest,
+  type IssuedDeviceCertificate,
+} from './device-certificates.js'
+export {
+  deviceTrust,
+  identifyDevice,
+  type DeviceTrust,
+  type IdentifiedDevice,
+} from './device-trust.js'
+export { deviceUri, parseDeviceUri, type DeviceName } from './device-uri.js'
+export {
+  listManufacturerAuthorities,
+  registerManufacturerAuthority,
+  verifyFactoryIdentity,
+  type FactoryIdentity,
+  type ManufacturerAuthority,
+} from './manufacturers.js'
+export {
+  issuingCrl,
+  issuingCrlLifetimeDays,
+  reinstateDeviceCertificates,
+  revokeCertificate,
+  revokeDeviceCertificates,
+  suspendDeviceCertificates,
+} from './revocation.js'

@@ -1,0 +1,358 @@
+import { randomBytes } from 'node:crypto'
+
+import type { Insertable } from 'kysely'
+
+import { WardError, utf8Decode, utf8Encode } from '@ward/core'
+
+import type { DataKey, Keyring } from '../keys/index.js'
+import type { Transaction } from '../store/index.js'
+import { findPatient, patientNotFound } from './patients.js'
+import type { ObservationTable } from './tables.js'
+
+/** A FHIR R4 Observation resource, as JSON. Ward stores it whole, sealed. */
+export interface FhirObservation {
+  readonly resourceType: 'Observation'
+  readonly [field: string]: unknown
+}
+
+/** One reading to store: where it comes from, what it is, and the resource itself. */
+export interface ObservationInput {
+  readonly organizationId: string
+  /** The patient the device is assigned to, never one the device names itself. */
+  readonly patientId: string
+  readonly deviceId: string
+  /** The device's own id for the message; a device stores a message once. */
+  readonly messageId: string
+  /** LOINC code, e.g. `8867-4` for heart rate. */
+  readonly code: string
+  /** ISO 8601 date and time with a zone offset, e.g. `2026-03-01T08:30:00+01:00`. */
+  readonly effectiveAt: string
+  readonly resource: FhirObservation
+}
+
+/** What happened to one input row. */
+export interface InsertedObservation {
+  /** The stored observation's id: the new one, or the one stored before under this message. */
+  readonly id: string
+  /** True when stored now; false when the device's message was stored before. */
+  readonly created: boolean
+}
+
+/** A stored reading, opened. */
+export interface Observation {
+  readonly id: string
+  readonly patientId: string
+  readonly deviceId: string
+  readonly messageId: string
+  readonly code: string
+  /** Effective time in UTC, as stored for range queries; the resource keeps the original. */
+  readonly effectiveAt: string
+  readonly receivedAt: string
+  readonly resource: FhirObservation
+}
+
+interface CheckedObservation {
+  readonly effectiveAt: string
+  readonly resource: Uint8Array
+}
+
+type ObservationRow = Insertable<ObservationTable>
+
+/** The table observations are sealed for. */
+export const observationTable = 'observations'
+
+/** Largest Observation stored, as JSON bytes. */
+export const maxObservationBytes = 65_536
+
+const loincPattern = /^\d{1,7}-\d$/
+const dateTimePattern = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/
+// Nine values a row: a thousand rows stay far below both databases' limits on bound values.
+const rowsPerStatement = 1000
+
+/**
+ * Stores readings, each sealed under its patient's data key, with only ids, LOINC code and
+ * times in clear. Idempotent by `(deviceId, messageId)` within the organization: a message
+ * stored before — by an earlier call, or earlier in this one — is reported `created: false`
+ * with the stored id and is not overwritten. Results follow the input's order. Rows are
+ * checked before anything is written; `ERR_INPUT_INVALID` and `ERR_PATIENT_NOT_FOUND` name
+ * the row at fault by its index.
+ *
+ * Built for ingest: one unwrap per patient, a thousand rows per statement.
+ */
+export async function insertObservations(
+  tx: Transaction,
+  keyring: Keyring,
+  rows: readonly ObservationInput[],
+): Promise<InsertedObservation[]> {
+  if (rows.length === 0) return []
+
+  const checked = rows.map((row, index) => checkObservation(row, index))
+  const dataKeys = await dataKeysOf(tx, keyring, rows)
+
+  const receivedAt = new Date().toISOString()
+  // A message repeated within the call is stored once, from its first row.
+  const firstRow = new Map<string, number>()
+  const values: ObservationRow[] = []
+  const valueOf = new Map<string, ObservationRow>()
+  rows.forEach((row, index) => {
+    const message = messageKey(row)
+    if (firstRow.has(message)) return
+    firstRow.set(message, index)
+    const id = timeOrderedId()
+    const { effectiveAt, resource } = checked[index] as CheckedObservation
+    const dataKey = dataKeys.get(patientKey(row)) as DataKey
+    const value: ObservationRow = {
+      id,
+      organization_id: row.organizationId,
+      patient_id: row.patientId,
+      device_id: row.deviceId,
+      message_id: row.messageId,
+      code: row.code,
+      effective_at: effectiveAt,
+      received_at: receivedAt,
+      sealed_resource: dataKey.seal(
+        { organizationId: row.organizationId, table: observationTable, recordId: id },
+        resource,
+      ),
+    }
+    values.push(value)
+    valueOf.set(message, value)
+  })
+
+  const created = new Set<string>()
+  for (let start = 0; start < values.length; start += rowsPerStatement) {
+    const inserted = await tx
+      .insertInto('observations')
+      .values(values.slice(start, start + rowsPerStatement))
+      .onConflict((conflict) =>
+        conflict.columns(['organization_id', 'device_id', 'message_id']).doNothing(),
+      )
+      .returning('id')
+      .execute()
+    for (const row of inserted) created.add(row.id)
+  }
+  const storedBefore = await storedIds(
+    tx,
+    values.filter((value) => !created.has(value.id)),
+  )
+
+  return rows.map((row, index) => {
+    const message = messageKey(row)
+    const value = valueOf.get(message) as ObservationRow
+    if (created.has(value.id)) return { id: value.id, created: firstRow.get(message) === index }
+    return { id: storedBefore.get(message) ?? value.id, created: false }
+  })
+}
+
+/**
+ * The patient's readings with effective time in `[from, to)` (both optional, ISO 8601),
+ * oldest first, opened. Throws `ERR_PATIENT_NOT_FOUND` for a patient this organization does
+ * not have, `ERR_DATA_KEY_DESTROYED` once the patient's data key is destroyed, and
+ * `ERR_RECORD_UNREADABLE` for a stored reading that is not this patient's — for instance one
+ * moved over from another patient's row.
+ */
+export async function readObservations(
+  tx: Transaction,
+  keyring: Keyring,
+  query: {
+    readonly organizationId: string
+    readonly patientId: string
+    readonly from?: string
+    readonly to?: string
+    readonly limit?: number
+  },
+): Promise<Observation[]> {
+  const from = query.from === undefined ? undefined : utcTime(query.from, 'from')
+  const to = query.to === undefined ? undefined : utcTime(query.to, 'to')
+  const patient = await findPatient(tx, query.organizationId, query.patientId)
+  const dataKey = await keyring.dataKey(
+    tx,
+    { organizationId: patient.organizationId, dataKeyId: patient.dataKeyId },
+    { recheck: true },
+  )
+
+  let select = tx
+    .selectFrom('observations')
+    .selectAll()
+    .where('organization_id', '=', patient.organizationId)
+    .where('patient_id', '=', patient.id)
+    .orderBy('effective_at')
+    .orderBy('id')
+  if (from !== undefined) select = select.where('effective_at', '>=', from)
+  if (to !== undefined) select = select.where('effective_at', '<', to)
+  if (query.limit !== undefined) select = select.limit(checkLimit(query.limit))
+  const rows = await select.execute()
+
+  return rows.map((row) => ({
+    id: row.id,
+    patientId: row.patient_id,
+    deviceId: row.device_id,
+    messageId: row.message_id,
+    code: row.code,
+    effectiveAt: row.effective_at,
+    receivedAt: row.received_at,
+    resource: JSON.parse(
+      utf8Decode(
+        dataKey.open(
+          { organizationId: row.organization_id, table: observationTable, recordId: row.id },
+          row.sealed_resource,
+        ),
+      ),
+    ) as FhirObservation,
+  }))
+}
+
+/** Checks one input row; returns its effective time in UTC and its resource as JSON bytes. */
+function checkObservation(row: ObservationInput, index: number): CheckedObservation {
+  for (const field of ['organizationId', 'patientId', 'deviceId', 'messageId'] as const) {
+    const value: unknown = row[field]
+    if (typeof value !== 'string' || value.length === 0 || value.length > 200) {
+      throw rowInvalid(index, field, 'must be 1–200 characters')
+    }
+  }
+  if (typeof row.code !== 'string' || !loincPattern.test(row.code)) {
+    throw rowInvalid(index, 'code', 'must be a LOINC code such as 8867-4')
+  }
+  const resource: unknown = row.resource
+  if (
+    typeof resource !== 'object' ||
+    resource === null ||
+    Array.isArray(resource) ||
+    (resource as { resourceType?: unknown }).resourceType !== 'Observation'
+  ) {
+    throw rowInvalid(index, 'resource', 'must be a FHIR Observation object')
+  }
+  const json = utf8Encode(JSON.stringify(resource))
+  if (json.length > maxObservationBytes) {
+    throw rowInvalid(index, 'resource', `must be at most ${maxObservationBytes} bytes as JSON`)
+  }
+  let effectiveAt: string
+  try {
+    effectiveAt = utcTime(row.effectiveAt, 'effectiveAt')
+  } catch {
+    throw rowInvalid(index, 'effectiveAt', 'must be an ISO 8601 date and time with a zone')
+  }
+  return { effectiveAt, resource: json }
+}
+
+/** Loads, once per patient, the data key of every row's patient, scoped by organization. */
+async function dataKeysOf(
+  tx: Transaction,
+  keyring: Keyring,
+  rows: readonly ObservationInput[],
+): Promise<Map<string, DataKey>> {
+  const byOrganization = new Map<string, Set<string>>()
+  for (const row of rows) {
+    const patients = byOrganization.get(row.organizationId) ?? new Set<string>()
+    patients.add(row.patientId)
+    byOrganization.set(row.organizationId, patients)
+  }
+
+  const dataKeys = new Map<string, DataKey>()
+  for (const [organizationId, patients] of byOrganization) {
+    const found = await tx
+      .selectFrom('patients')
+      .select(['id', 'data_key_id'])
+      .where('organization_id', '=', organizationId)
+      .where('id', 'in', [...patients])
+      .execute()
+    for (const patient of found) {
+      const dataKey = await keyring.dataKey(tx, { organizationId, dataKeyId: patient.data_key_id })
+      dataKeys.set(`${organizationId}\n${patient.id}`, dataKey)
+    }
+  }
+
+  rows.forEach((row, index) => {
+    if (!dataKeys.has(patientKey(row))) {
+      const error = patientNotFound(row.organizationId)
+      throw new WardError(error.code, `observation ${index}: ${error.message}`, {
+        details: { ...error.details, row: index },
+      })
+    }
+  })
+  return dataKeys
+}
+
+/** Ids already stored for messages that this call did not insert, by message. */
+async function storedIds(
+  tx: Transaction,
+  values: readonly { organization_id: string; device_id: string; message_id: string }[],
+): Promise<Map<string, string>> {
+  const byDevice = new Map<string, { organizationId: string; deviceId: string; ids: string[] }>()
+  for (const value of values) {
+    const device = `${value.organization_id}\n${value.device_id}`
+    const entry = byDevice.get(device) ?? {
+      organizationId: value.organization_id,
+      deviceId: value.device_id,
+      ids: [],
+    }
+    entry.ids.push(value.message_id)
+    byDevice.set(device, entry)
+  }
+
+  const stored = new Map<string, string>()
+  for (const { organizationId, deviceId, ids } of byDevice.values()) {
+    for (let start = 0; start < ids.length; start += rowsPerStatement) {
+      const rows = await tx
+        .selectFrom('observations')
+        .select(['id', 'message_id'])
+        .where('organization_id', '=', organizationId)
+        .where('device_id', '=', deviceId)
+        .where('message_id', 'in', ids.slice(start, start + rowsPerStatement))
+        .execute()
+      for (const row of rows) {
+        stored.set(`${organizationId}\n${deviceId}\n${row.message_id}`, row.id)
+      }
+    }
+  }
+  return stored
+}
+
+function messageKey(row: ObservationInput): string {
+  return `${row.organizationId}\n${row.deviceId}\n${row.messageId}`
+}
+
+function patientKey(row: ObservationInput): string {
+  return `${row.organizationId}\n${row.patientId}`
+}
+
+/**
+ * A UUID version 7 (RFC 9562): milliseconds since 1970, then random bits. Ids of readings
+ * arriving together sort together, so the primary key index grows at its end instead of being
+ * written at random places; it says nothing the clear received time does not.
+ */
+function timeOrderedId(): string {
+  const bytes = randomBytes(16)
+  bytes.writeUIntBE(Date.now(), 0, 6)
+  bytes[6] = 0x70 | ((bytes[6] as number) & 0x0f)
+  bytes[8] = 0x80 | ((bytes[8] as number) & 0x3f)
+  const hex = bytes.toString('hex')
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+}
+
+function utcTime(text: string, field: string): string {
+  const time = typeof text === 'string' && dateTimePattern.test(text) ? Date.parse(text) : NaN
+  if (Number.isNaN(time)) {
+    throw new WardError(
+      'ERR_INPUT_INVALID',
+      `${field} must be an ISO 8601 date and time with a zone`,
+      { details: { field } },
+    )
+  }
+  return new Date(time).toISOString()
+}
+
+function checkLimit(limit: number): number {
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) {
+    throw new WardError('ERR_INPUT_INVALID', 'limit must be an integer 1–100000', {
+      details: { field: 'limit' },
+    })
+  }
+  return limit
+}
+
+function rowInvalid(index: number, field: string, rule: string): WardError {
+  return new WardError('ERR_INPUT_INVALID', `observation ${index}: ${field} ${rule}`, {
+    details: { row: index, field },
+  })
+}
