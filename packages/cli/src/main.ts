@@ -16,6 +16,7 @@ import {
   type WardConfig,
 } from '@ward/server'
 
+import { fleetCommand, fleetOptions, fleetUsage } from './fleet-commands.js'
 import { verifyExport } from './verify.js'
 
 const usage = `ward — Ward's operator command
@@ -33,6 +34,7 @@ usage:
   ward audit verify <dir> --key <vkey> [--previous <checkpoint file>]
                                                 check an exported log offline
   ward config reference                         print every setting as a Markdown table
+${fleetUsage}
 
 Settings come from WARD_* variables or a JSON file named by WARD_CONFIG; see the README.
 `
@@ -63,6 +65,19 @@ async function main(argv: string[]): Promise<number> {
       if (subcommand === 'export') return auditExport(argv.slice(2))
       if (subcommand === 'verify') return auditVerify(argv.slice(2))
       break
+    case 'device-model':
+    case 'device':
+    case 'patient':
+    case 'enrollment-token':
+    case 'keys': {
+      const { values } = parse(argv.slice(2), fleetOptions)
+      const lines = await withWard((ward) =>
+        fleetCommand(ward, operatorContext(), command, subcommand ?? '', values, required),
+      )
+      if (lines === undefined) break
+      for (const line of lines) console.log(line)
+      return 0
+    }
     case 'config':
       if (subcommand === 'reference') {
         process.stdout.write(`${settingsReference()}\n`)

@@ -1,5 +1,8 @@
 export * from './audit/index.js'
 export * from './config/index.js'
+export * from './devices/index.js'
+export { Fleet, type Enrollment, type EnrollmentProof } from './fleet.js'
+export type { PatientIdentity } from './records/index.js'
 export * from './keys/index.js'
 export * from './logging/index.js'
 export * from './store/index.js'

@@ -24,8 +24,13 @@ import {
 } from './audit/index.js'
 import type { WardConfig } from './config/index.js'
 import type { OperationContext } from './context.js'
+import { Fleet } from './fleet.js'
+import { createOrganizationAuthorities } from './identity/index.js'
 import {
+  Keyring,
   LocalKeyFileProvider,
+  LocalKeyShareStore,
+  createKeyEncryptionKey,
   createSigningKey,
   findSigningKey,
   loadNoteSigner,
@@ -39,6 +44,7 @@ export function homePaths(home: string) {
   return {
     masterKey: join(home, 'master.key'),
     operatorToken: join(home, 'operator-token'),
+    keyShares: join(home, 'key-shares'),
   }
 }
 
@@ -71,6 +77,10 @@ export async function initializeWard(
   } else {
     provider = LocalKeyFileProvider.create(paths.masterKey)
     created.push(`master key ${paths.masterKey}`)
+  }
+  if (!existsSync(paths.keyShares)) {
+    LocalKeyShareStore.create(paths.keyShares)
+    created.push(`key share store ${paths.keyShares}`)
   }
 
   const store = await openStore(config.database)
@@ -152,6 +162,10 @@ export class Ward {
   readonly keys: KeyWrappingProvider
   readonly witness: HomeCheckpointWitness
   readonly entryKeys: EntryKeys
+  /** Data keys for sealing and opening records, cached briefly. */
+  readonly keyring: Keyring
+  /** Device models, devices, patients, enrollment and readings. */
+  readonly fleet: Fleet
 
   private constructor(config: WardConfig, store: Store, keys: KeyWrappingProvider) {
     this.config = config
@@ -159,6 +173,11 @@ export class Ward {
     this.keys = keys
     this.witness = new HomeCheckpointWitness(config.home)
     this.entryKeys = new EntryKeys(keys)
+    this.keyring = new Keyring({
+      provider: keys,
+      keyShares: LocalKeyShareStore.open(homePaths(config.home).keyShares),
+    })
+    this.fleet = new Fleet(this)
   }
 
   /** Records `input` in log `logName` inside `tx`, as done under `context`. */
@@ -186,8 +205,9 @@ export class Ward {
   }
 
   /**
-   * Creates an organization with its own audit log and log signing key. The platform log
-   * records the creation and the key; the organization's log opens with its own first event.
+   * Creates an organization with everything it owns: its audit log and log signing key, its
+   * device root and issuing CAs, and version 1 of its key-encryption key. The platform log
+   * records the creation and the keys; the organization's log opens with its own first event.
    */
   async createOrganization(
     context: OperationContext,
@@ -220,6 +240,38 @@ export class Ward {
         ],
       })
       await platform(keyCreatedEvent(key.id, organization.slug))
+      const authorities = await createOrganizationAuthorities(tx, this.keys, {
+        organizationId: organization.id,
+        slug: organization.slug,
+        hostName: this.config.hostName,
+      })
+      for (const authority of [authorities.root, authorities.issuing]) {
+        await platform({
+          type: auditEventTypes.applicationActivity,
+          operation: 'certificate-authority.create',
+          action: 'C',
+          entity: [
+            {
+              type: 'certificate-authority',
+              what: authority.id,
+              detail: { role: authority.role, organization: organization.slug },
+            },
+          ],
+        })
+      }
+      const keyEncryptionKey = await createKeyEncryptionKey(tx, this.keys, organization.id)
+      await platform({
+        type: auditEventTypes.applicationActivity,
+        operation: 'key.create',
+        action: 'C',
+        entity: [
+          {
+            type: 'key-encryption-key',
+            what: organization.id,
+            detail: { version: keyEncryptionKey.version, organization: organization.slug },
+          },
+        ],
+      })
 
       const own = auditRecorder(tx, this.store, this.entryKeys, this.config, organization.slug, {
         ...context,

@@ -193,7 +193,7 @@ export async function listDevices(tx: Transaction, organizationId: string): Prom
 const transitions: Record<DeviceStatus, readonly DeviceStatus[]> = {
   provisioned: ['active', 'suspended', 'decommissioned'],
   active: ['suspended', 'decommissioned'],
-  suspended: ['active', 'decommissioned'],
+  suspended: ['active', 'provisioned', 'decommissioned'],
   decommissioned: [],
 }
 

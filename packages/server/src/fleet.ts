@@ -1,0 +1,529 @@
+import { EventEmitter } from 'node:events'
+
+import { WardError, checkObservation } from '@ward/core'
+
+import { auditEventTypes, type AuditEventInput } from './audit/index.js'
+import type { OperationContext } from './context.js'
+import {
+  assignDevice,
+  createDevice,
+  createDeviceModel,
+  createEnrollmentToken,
+  findDevice,
+  findDeviceModel,
+  listDeviceModels,
+  listDevices,
+  redeemEnrollmentToken,
+  setDeviceStatus,
+  type Device,
+  type DeviceModel,
+} from './devices/index.js'
+import {
+  issueDeviceCertificate,
+  reinstateDeviceCertificates,
+  revokeDeviceCertificates,
+  suspendDeviceCertificates,
+  verifyFactoryIdentity,
+  certificateRequestDer,
+} from './identity/index.js'
+import type { EntryOutcome } from './ingest/batch.js'
+import { rewrapDataKeys, rotateKeyEncryptionKey, type RewrapResult } from './keys/index.js'
+import {
+  createPatient,
+  findPatient,
+  findPatientByPseudonym,
+  insertObservations,
+  listPatients,
+  type FhirObservation,
+  type Patient,
+  type PatientIdentity,
+} from './records/index.js'
+import type { Transaction } from './store/index.js'
+import { findOrganization, type Organization } from './tenancy/index.js'
+import type { Ward } from './ward.js'
+
+/** What a device enrollment hands back to the device. */
+export interface Enrollment {
+  readonly deviceId: string
+  /** PEM: the device certificate, then the issuing CA. */
+  readonly certificateChain: string
+  readonly notAfter: string
+}
+
+/** How a device proves it may enroll: a one-time token, or its factory identity. */
+export type EnrollmentProof =
+  | { readonly token: string }
+  | { readonly factoryCertificate: string; readonly factorySignature: string }
+
+/**
+ * The device fleet's operations — device models, devices, patients, enrollment, suspension and
+ * revocation, readings — each run as one transaction with its audit event in the
+ * organization's log. The CLI calls these today and the access-controlled API will tomorrow,
+ * so none of this lives in either.
+ */
+export class Fleet {
+  readonly #ward: Ward
+  /** Emits `trust-changed` (organization id, device id) when a device's certificates change. */
+  readonly events = new EventEmitter<{ 'trust-changed': [string, string] }>()
+
+  constructor(ward: Ward) {
+    this.#ward = ward
+  }
+
+  /** Registers a device model in organization `slug`. */
+  async createDeviceModel(
+    context: OperationContext,
+    slug: string,
+    input: { name: string; manufacturer: string; policy: unknown },
+  ): Promise<DeviceModel> {
+    return this.#act(context, slug, async (tx, organization) => {
+      const model = await createDeviceModel(tx, { organizationId: organization.id, ...input })
+      return [model, configurationChange('device-model.create', 'C', 'DeviceDefinition', model.id)]
+    })
+  }
+
+  /** The organization's device models. */
+  async listDeviceModels(slug: string): Promise<DeviceModel[]> {
+    const organization = await findOrganization(this.#ward.store.db, slug)
+    return listDeviceModels(this.#ward.store.db, organization.id)
+  }
+
+  /** Registers a device of `model` (name or id) with `serial`. */
+  async createDevice(
+    context: OperationContext,
+    slug: string,
+    input: { serial: string; model: string },
+  ): Promise<Device> {
+    return this.#act(context, slug, async (tx, organization) => {
+      const model = await findDeviceModel(tx, organization.id, input.model)
+      const device = await createDevice(tx, {
+        organizationId: organization.id,
+        serial: input.serial,
+        modelId: model.id,
+      })
+      return [device, configurationChange('device.create', 'C', 'Device', device.id)]
+    })
+  }
+
+  /** The organization's devices. */
+  async listDevices(slug: string): Promise<Device[]> {
+    const organization = await findOrganization(this.#ward.store.db, slug)
+    return listDevices(this.#ward.store.db, organization.id)
+  }
+
+  /**
+   * Registers a patient: the identity is sealed in the vault under the patient's own data key,
+   * and the patient is known everywhere else by the returned pseudonym.
+   */
+  async createPatient(
+    context: OperationContext,
+    slug: string,
+    identity: PatientIdentity,
+  ): Promise<Patient> {
+    return this.#act(context, slug, async (tx, organization) => {
+      const patient = await createPatient(tx, this.#ward.keyring, {
+        organizationId: organization.id,
+        identity,
+      })
+      return [
+        patient,
+        {
+          type: auditEventTypes.patientRecord,
+          operation: 'patient.create',
+          action: 'C',
+          entity: [{ type: 'Patient', what: patient.id, patient: patient.pseudonym }],
+        },
+      ]
+    })
+  }
+
+  /** The organization's patients, by pseudonym only. */
+  async listPatients(slug: string): Promise<Patient[]> {
+    const organization = await findOrganization(this.#ward.store.db, slug)
+    return listPatients(this.#ward.store.db, organization.id)
+  }
+
+  /** Assigns device `serial` to the patient with `pseudonym`, or ends its assignment. */
+  async assignDevice(
+    context: OperationContext,
+    slug: string,
+    serial: string,
+    pseudonym: string | null,
+  ): Promise<Device> {
+    return this.#act(context, slug, async (tx, organization) => {
+      const device = await findDevice(tx, organization.id, serial)
+      const patient =
+        pseudonym === null ? null : await findPatientByPseudonym(tx, organization.id, pseudonym)
+      const assigned = await assignDevice(tx, device, patient?.id ?? null)
+      return [
+        assigned,
+        {
+          type: auditEventTypes.applicationActivity,
+          operation: patient === null ? 'device.unassign' : 'device.assign',
+          action: 'U',
+          entity: [
+            {
+              type: 'Device',
+              what: device.id,
+              ...(patient === null ? {} : { patient: patient.pseudonym }),
+            },
+          ],
+        },
+      ]
+    })
+  }
+
+  /** Issues a one-time enrollment token for device `serial`; shown once, stored hashed. */
+  async issueEnrollmentToken(
+    context: OperationContext,
+    slug: string,
+    serial: string,
+  ): Promise<{ token: string; expiresAt: string }> {
+    return this.#act(context, slug, async (tx, organization) => {
+      const device = await findDevice(tx, organization.id, serial)
+      const issued = await createEnrollmentToken(
+        tx,
+        device,
+        this.#ward.config.device.enrollmentTokenTtlSeconds,
+      )
+      return [issued, configurationChange('enrollment-token.create', 'C', 'Device', device.id)]
+    })
+  }
+
+  /**
+   * Enrolls a device: checks its proof (a one-time token bound to its serial, or a signature
+   * by a factory identity under a registered manufacturer CA), issues a certificate for the key
+   * in its CSR and activates it. Every refusal gives the same answer.
+   */
+  async enroll(
+    context: OperationContext,
+    slug: string,
+    input: { serial: string; csrPem: string } & EnrollmentProof,
+  ): Promise<Enrollment> {
+    return this.#act(context, slug, async (tx, organization) => {
+      let device: Device
+      if ('token' in input) {
+        device = await redeemEnrollmentToken(tx, input.token, input.serial)
+        if (device.organizationId !== organization.id) throw enrollmentRefused()
+      } else {
+        const factory = await verifyFactoryIdentity(tx, {
+          organizationId: organization.id,
+          factoryCertificatePem: input.factoryCertificate,
+          signatureBase64: input.factorySignature,
+          signedBytes: certificateRequestDer(input.csrPem),
+        }).catch(() => {
+          throw enrollmentRefused()
+        })
+        if (factory.deviceSerial !== input.serial) throw enrollmentRefused()
+        device = await findDevice(tx, organization.id, input.serial).catch(() => {
+          throw enrollmentRefused()
+        })
+      }
+      if (device.status !== 'provisioned' && device.status !== 'active') throw enrollmentRefused()
+
+      const issued = await issueDeviceCertificate(tx, this.#ward.keys, {
+        organizationId: organization.id,
+        deviceId: device.id,
+        serial: device.serial,
+        csrPem: input.csrPem,
+        validityDays: this.#ward.config.device.certificateValidityDays,
+      })
+      if (device.status === 'provisioned') await setDeviceStatus(tx, device, 'active')
+      const enrollment: Enrollment = {
+        deviceId: device.id,
+        certificateChain: issued.chainPem,
+        notAfter: issued.notAfter,
+      }
+      return [
+        enrollment,
+        {
+          type: auditEventTypes.applicationActivity,
+          operation: 'device.enroll',
+          action: 'C',
+          entity: [
+            { type: 'Device', what: device.id, detail: { certificate: issued.serialNumber } },
+          ],
+        },
+      ]
+    })
+  }
+
+  /**
+   * Issues a renewed certificate to an enrolled device for the key in `csrPem`; the current
+   * certificate stays valid until it expires, so the device switches when it is ready.
+   */
+  async renew(
+    context: OperationContext,
+    organizationId: string,
+    deviceId: string,
+    csrPem: string,
+  ): Promise<Enrollment> {
+    return this.#actIn(context, organizationId, async (tx) => {
+      const device = await findDevice(tx, organizationId, deviceId)
+      if (device.status !== 'active') {
+        throw new WardError('ERR_DEVICE_STATE', `a ${device.status} device cannot renew`)
+      }
+      const issued = await issueDeviceCertificate(tx, this.#ward.keys, {
+        organizationId,
+        deviceId,
+        serial: device.serial,
+        csrPem,
+        validityDays: this.#ward.config.device.certificateValidityDays,
+      })
+      const renewal: Enrollment = {
+        deviceId,
+        certificateChain: issued.chainPem,
+        notAfter: issued.notAfter,
+      }
+      return [
+        renewal,
+        {
+          type: auditEventTypes.applicationActivity,
+          operation: 'device.renew',
+          action: 'C',
+          entity: [
+            { type: 'Device', what: deviceId, detail: { certificate: issued.serialNumber } },
+          ],
+        },
+      ]
+    })
+  }
+
+  /** Suspends a device for incident containment: refused at once, open connections closed. */
+  async suspendDevice(context: OperationContext, slug: string, serial: string): Promise<Device> {
+    return this.#changeTrust(context, slug, serial, 'device.suspend', async (tx, device) => {
+      await suspendDeviceCertificates(tx, device.organizationId, device.id)
+      return setDeviceStatus(tx, device, 'suspended')
+    })
+  }
+
+  /** Lifts a suspension. */
+  async reinstateDevice(context: OperationContext, slug: string, serial: string): Promise<Device> {
+    return this.#changeTrust(context, slug, serial, 'device.reinstate', async (tx, device) => {
+      const reinstated = await reinstateDeviceCertificates(tx, device.organizationId, device.id)
+      // A device suspended before it ever enrolled goes back to waiting for enrollment.
+      return setDeviceStatus(tx, device, reinstated.length > 0 ? 'active' : 'provisioned')
+    })
+  }
+
+  /** Revokes every certificate of a device; it must enroll again to connect. */
+  async revokeDevice(context: OperationContext, slug: string, serial: string): Promise<Device> {
+    return this.#changeTrust(context, slug, serial, 'device.revoke', async (tx, device) => {
+      await revokeDeviceCertificates(tx, device.organizationId, device.id, 'keyCompromise')
+      return device
+    })
+  }
+
+  /**
+   * Adds a key-encryption-key version for the organization and rewraps every data key under it
+   * in the background, in small transactions, while reads and writes go on. Resolves when the
+   * new version is active; `rewrapped` resolves when no data key needs an old version.
+   */
+  async rotateKeys(
+    context: OperationContext,
+    slug: string,
+  ): Promise<{ version: number; rewrapped: Promise<RewrapResult> }> {
+    const version = await this.#act(context, slug, async (tx, organization) => {
+      const record = await rotateKeyEncryptionKey(tx, this.#ward.keys, organization.id)
+      return [
+        record.version,
+        {
+          type: auditEventTypes.applicationActivity,
+          operation: 'key.rotate',
+          action: 'U',
+          entity: [
+            {
+              type: 'key-encryption-key',
+              what: organization.id,
+              detail: { version: record.version },
+            },
+          ],
+        },
+      ]
+    })
+    const organization = await findOrganization(this.#ward.store.db, slug)
+    const rewrapped = rewrapDataKeys(this.#ward.store, this.#ward.keys, organization.id, {
+      batchSize: 200,
+    })
+    return { version, rewrapped }
+  }
+
+  /**
+   * Stores a device's readings: each is checked against its device model and the device's
+   * assignment, accepted ones are sealed under the patient's data key and committed together
+   * with one audit event for the patient, and the answer says per reading what happened.
+   */
+  async ingest(
+    context: OperationContext,
+    organizationId: string,
+    deviceId: string,
+    readings: readonly unknown[],
+  ): Promise<EntryOutcome[]> {
+    const db = this.#ward.store.db
+    const device = await findDevice(db, organizationId, deviceId)
+    if (device.status !== 'active') {
+      throw new WardError('ERR_DEVICE_STATE', `a ${device.status} device may not send readings`)
+    }
+    const model = await this.#model(organizationId, device.modelId)
+    if (device.patientId === null) {
+      return readings.map(() => ({
+        status: 'rejected',
+        reason: 'the device is not assigned to a patient',
+      }))
+    }
+    const patient = await findPatient(db, organizationId, device.patientId)
+    const reference = `Patient/${patient.pseudonym}`
+
+    const outcomes: (EntryOutcome | undefined)[] = []
+    const accepted: {
+      position: number
+      messageId: string
+      row: Parameters<typeof insertObservations>[2][number]
+    }[] = []
+    readings.forEach((reading, position) => {
+      try {
+        const checked = checkObservation(reading, model.policy, reference)
+        const resource = { ...(reading as FhirObservation), subject: { reference } }
+        accepted.push({
+          position,
+          messageId: checked.messageId,
+          row: {
+            organizationId,
+            patientId: patient.id,
+            deviceId,
+            messageId: checked.messageId,
+            code: checked.code,
+            effectiveAt: checked.effectiveAt,
+            resource,
+          },
+        })
+        outcomes[position] = undefined
+      } catch (error) {
+        if (!(error instanceof WardError)) throw error
+        outcomes[position] = { status: 'rejected', reason: error.message }
+      }
+    })
+
+    if (accepted.length > 0) {
+      await this.#ward.store.transaction(async (tx) => {
+        const stored = await insertObservations(
+          tx,
+          this.#ward.keyring,
+          accepted.map((entry) => entry.row),
+        )
+        let created = 0
+        stored.forEach((result, index) => {
+          const entry = accepted[index] as (typeof accepted)[number]
+          outcomes[entry.position] = {
+            status: result.created ? 'created' : 'duplicate',
+            messageId: entry.messageId,
+          }
+          if (result.created) created += 1
+        })
+        await this.#ward.audit(tx, await this.#slugOf(organizationId), context, {
+          type: auditEventTypes.patientRecord,
+          operation: 'observation.create',
+          action: 'C',
+          entity: [
+            {
+              type: 'Patient',
+              what: patient.id,
+              patient: patient.pseudonym,
+              detail: {
+                device: deviceId,
+                created,
+                duplicates: stored.length - created,
+                rejected: readings.length - stored.length,
+              },
+            },
+          ],
+        })
+      })
+    }
+    return outcomes as EntryOutcome[]
+  }
+
+  readonly #models = new Map<string, DeviceModel>()
+  readonly #slugs = new Map<string, string>()
+
+  async #model(organizationId: string, modelId: string): Promise<DeviceModel> {
+    // Device models do not change once created; the cache only saves a query per batch.
+    const cached = this.#models.get(modelId)
+    if (cached !== undefined) return cached
+    const model = await findDeviceModel(this.#ward.store.db, organizationId, modelId)
+    this.#models.set(modelId, model)
+    return model
+  }
+
+  async #slugOf(organizationId: string): Promise<string> {
+    const known = this.#slugs.get(organizationId)
+    if (known !== undefined) return known
+    const row = await this.#ward.store.db
+      .selectFrom('organizations')
+      .select('slug')
+      .where('id', '=', organizationId)
+      .executeTakeFirstOrThrow()
+    this.#slugs.set(organizationId, row.slug)
+    return row.slug
+  }
+
+  async #changeTrust(
+    context: OperationContext,
+    slug: string,
+    serial: string,
+    operation: string,
+    change: (tx: Transaction, device: Device) => Promise<Device>,
+  ): Promise<Device> {
+    const device = await this.#act(context, slug, async (tx, organization) => {
+      const device = await change(tx, await findDevice(tx, organization.id, serial))
+      return [device, configurationChange(operation, 'U', 'Device', device.id)]
+    })
+    this.events.emit('trust-changed', device.organizationId, device.id)
+    return device
+  }
+
+  /** Runs `work` for organization `slug` in one transaction with the audit event it returns. */
+  async #act<T>(
+    context: OperationContext,
+    slug: string,
+    work: (tx: Transaction, organization: Organization) => Promise<[T, AuditEventInput]>,
+  ): Promise<T> {
+    return this.#ward.store.transaction(async (tx) => {
+      const organization = await findOrganization(tx, slug)
+      const [result, event] = await work(tx, organization)
+      await this.#ward.audit(
+        tx,
+        organization.slug,
+        { ...context, organizationId: organization.id },
+        event,
+      )
+      return result
+    })
+  }
+
+  async #actIn<T>(
+    context: OperationContext,
+    organizationId: string,
+    work: (tx: Transaction) => Promise<[T, AuditEventInput]>,
+  ): Promise<T> {
+    const slug = await this.#slugOf(organizationId)
+    return this.#ward.store.transaction(async (tx) => {
+      const [result, event] = await work(tx)
+      await this.#ward.audit(tx, slug, { ...context, organizationId }, event)
+      return result
+    })
+  }
+}
+
+function configurationChange(
+  operation: string,
+  action: AuditEventInput['action'],
+  type: string,
+  what: string,
+): AuditEventInput {
+  return { type: auditEventTypes.applicationActivity, operation, action, entity: [{ type, what }] }
+}
+
+function enrollmentRefused(): WardError {
+  return new WardError('ERR_ENROLLMENT_REFUSED', 'enrollment refused for this device')
+}
