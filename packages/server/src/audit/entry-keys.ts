@@ -42,9 +42,7 @@ export function entryMac(
   index: number,
   leafHash: Uint8Array,
 ): Uint8Array {
-  return new Uint8Array(
-    createHmac('sha256', key).update(`${logId}\n${index}\n`).update(leafHash).digest(),
-  )
+  return createHmac('sha256', key).update(`${logId}\n${index}\n`).update(leafHash).digest()
 }
 
 /** True when `mac` authenticates the entry; compares in constant time. */

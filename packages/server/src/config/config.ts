@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 
@@ -63,6 +63,7 @@ export const settings: readonly Setting[] = [
       allowed: 'sqlite:<file> or postgres://…',
     },
     defaultValue: (partial) => `sqlite:${join(String(partial['home']), 'ward.db')}`,
+    defaultText: '`sqlite:<home>/ward.db`',
   },
   {
     name: 'database.busyTimeoutMs',
@@ -105,6 +106,7 @@ export const settings: readonly Setting[] = [
     description: 'PEM certificate chain for the API; default: the one ward init made',
     rule: { kind: 'string', allowed: 'a file path' },
     defaultValue: (partial) => join(String(partial['home']), 'tls', 'server.crt'),
+    defaultText: '`<home>/tls/server.crt`',
   },
   {
     name: 'http.keyFile',
@@ -112,6 +114,7 @@ export const settings: readonly Setting[] = [
     description: 'PEM private key for the API certificate',
     rule: { kind: 'string', allowed: 'a file path' },
     defaultValue: (partial) => join(String(partial['home']), 'tls', 'server.key'),
+    defaultText: '`<home>/tls/server.key`',
   },
   {
     name: 'http.bodyLimitBytes',
@@ -288,6 +291,15 @@ const ignoredVariables = new Set(['WARD_CONFIG'])
 
 function readConfigFile(path: string): Record<string, unknown> {
   let parsed: unknown
+  if (!existsSync(path)) {
+    throw new WardError(
+      'ERR_CONFIG_INVALID',
+      `configuration file ${path} (WARD_CONFIG) does not exist`,
+      {
+        details: { file: path },
+      },
+    )
+  }
   try {
     parsed = JSON.parse(readFileSync(path, 'utf8'))
   } catch (cause) {
@@ -335,7 +347,9 @@ function checkSetting(setting: Setting, raw: unknown, origin: string): string | 
   const rule = setting.rule
   switch (rule.kind) {
     case 'integer': {
-      const number = typeof raw === 'string' && /^-?\d+$/.test(raw) ? Number(raw) : raw
+      // Text is read as a number only where settings are text: variables and the command line.
+      const textual = !origin.startsWith('configuration file')
+      const number = textual && typeof raw === 'string' && /^-?\d+$/.test(raw) ? Number(raw) : raw
       if (typeof number !== 'number' || !Number.isSafeInteger(number)) {
         return fail(`a whole number from ${rule.min} to ${rule.max}`)
       }
