@@ -1,5 +1,6 @@
 import { closeSync, constants, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs'
 import { join } from 'node:path'
+import { createHash } from 'node:crypto'
 
 import { WardError, verifyTileLog, type VerifierKey } from '@ward/core'
 
@@ -18,9 +19,17 @@ export function verifyExport(directory: string, key: VerifierKey, previousCheckp
   }
   return verifyTileLog({
     verifierKey: key,
+    sha256: nativeSha256,
     ...(previousCheckpoint === undefined ? {} : { previousCheckpoint }),
     read: (path) => readBounded(join(directory, path), path),
   })
+}
+
+/** OpenSSL's SHA-256, several times faster than the portable one on large logs. */
+function nativeSha256(...parts: Uint8Array[]): Uint8Array {
+  const hash = createHash('sha256')
+  for (const part of parts) hash.update(part)
+  return hash.digest()
 }
 
 /**

@@ -18,8 +18,24 @@ childPair[0] = 0x01
 // Room for the largest subtree a tile holds: 256 hashes.
 const subtreeScratch = new Uint8Array(256 * HASH_SIZE)
 
+/**
+ * SHA-256 of the concatenation of `parts`. Hashing defaults to portable JavaScript; a host
+ * with a native SHA-256 (Node's OpenSSL, WebCrypto cannot: it is asynchronous) may pass its
+ * own to the functions below for speed. Both must give identical answers.
+ */
+export type Sha256 = (...parts: Uint8Array[]) => Uint8Array
+
 /** Writes the leaf hash of `entry` into `out` at `outOffset`. */
-export function leafHashInto(entry: Uint8Array, out: Uint8Array, outOffset: number): void {
+export function leafHashInto(
+  entry: Uint8Array,
+  out: Uint8Array,
+  outOffset: number,
+  native?: Sha256,
+): void {
+  if (native !== undefined) {
+    out.set(native(LEAF_PREFIX, entry), outOffset)
+    return
+  }
   initialState._cloneInto(working)
   working.update(LEAF_PREFIX).update(entry).digestInto(digest)
   out.set(digest, outOffset)
@@ -34,8 +50,13 @@ export function childrenHashInto(
   leftOffset: number,
   out: Uint8Array,
   outOffset: number,
+  native?: Sha256,
 ): void {
   childPair.set(hashes.subarray(leftOffset, leftOffset + 2 * HASH_SIZE), 1)
+  if (native !== undefined) {
+    out.set(native(childPair), outOffset)
+    return
+  }
   initialState._cloneInto(working)
   working.update(childPair).digestInto(digest)
   out.set(digest, outOffset)
@@ -46,13 +67,18 @@ export function childrenHashInto(
  * `count` is a power of two from 1 to 256: the root of the complete subtree they are leaves of.
  * Returns a fresh array.
  */
-export function subtreeHash(hashes: Uint8Array, offset: number, count: number): Uint8Array {
+export function subtreeHash(
+  hashes: Uint8Array,
+  offset: number,
+  count: number,
+  native?: Sha256,
+): Uint8Array {
   subtreeScratch.set(hashes.subarray(offset, offset + count * HASH_SIZE))
   // Hash pairs in place, halving the width each round; slot i is written only after the pair
   // that occupied it has been read.
   for (let width = count; width > 1; width /= 2) {
     for (let i = 0; i < width / 2; i++) {
-      childrenHashInto(subtreeScratch, 2 * i * HASH_SIZE, subtreeScratch, i * HASH_SIZE)
+      childrenHashInto(subtreeScratch, 2 * i * HASH_SIZE, subtreeScratch, i * HASH_SIZE, native)
     }
   }
   return subtreeScratch.slice(0, HASH_SIZE)

@@ -16,7 +16,7 @@ import {
   nodeFromTiles,
   tilePath,
 } from './tiles.js'
-import { leafHashInto, subtreeHash } from './tree-hashing.js'
+import { leafHashInto, subtreeHash, type Sha256 } from './tree-hashing.js'
 
 /** Reads one file of an exported log by its tlog-tiles path; `undefined` when it is absent. */
 export type TileLogFileReader = (path: string) => Uint8Array | undefined
@@ -27,6 +27,8 @@ export type TileLogVerificationOptions = {
   read: TileLogFileReader
   verifierKey: VerifierKey
   previousCheckpoint?: string
+  /** A native SHA-256 to hash with instead of the portable one; same answers, faster. */
+  sha256?: Sha256
 }
 
 /** The state of a log that {@link verifyTileLog} found fully consistent. */
@@ -76,8 +78,8 @@ export function verifyTileLog(options: TileLogVerificationOptions): VerifiedTile
   }
 
   const { size } = checkpoint
-  verifyEntriesAgainstTiles(size, read)
-  verifyTileLevels(size, read)
+  verifyEntriesAgainstTiles(size, read, options.sha256)
+  verifyTileLevels(size, read, options.sha256)
 
   const readTile = (tile: TileId): Uint8Array => read(tilePath(tile))
   const getNode = (node: NodeId): Uint8Array => nodeFromTiles(node, size, readTile)
@@ -117,7 +119,11 @@ function readCheckpoint(
 }
 
 /** Level 0: each bundle's entries against the leaf hashes in the tile of the same index. */
-function verifyEntriesAgainstTiles(size: number, read: (path: string) => Uint8Array): void {
+function verifyEntriesAgainstTiles(
+  size: number,
+  read: (path: string) => Uint8Array,
+  sha256: Sha256 | undefined,
+): void {
   const leafHash = new Uint8Array(HASH_SIZE)
   for (const { index, width } of entryBundlesForSize(size)) {
     const bundlePath = entryBundlePath(index, width)
@@ -140,7 +146,7 @@ function verifyEntriesAgainstTiles(size: number, read: (path: string) => Uint8Ar
     }
 
     for (let i = 0; i < width; i++) {
-      leafHashInto(entries[i]!, leafHash, 0)
+      leafHashInto(entries[i]!, leafHash, 0, sha256)
       if (!equalAt(leafHash, tileBytes, i * HASH_SIZE)) {
         const entryIndex = index * TILE_WIDTH + i
         const hashTile = tilePath(tile)
@@ -155,7 +161,11 @@ function verifyEntriesAgainstTiles(size: number, read: (path: string) => Uint8Ar
 }
 
 /** Levels 1 and up: each hash against the Merkle tree hash of the full tile below it. */
-function verifyTileLevels(size: number, read: (path: string) => Uint8Array): void {
+function verifyTileLevels(
+  size: number,
+  read: (path: string) => Uint8Array,
+  sha256: Sha256 | undefined,
+): void {
   for (let level = 1, leavesPerHash = TILE_WIDTH; ; level++, leavesPerHash *= TILE_WIDTH) {
     const hashes = Math.floor(size / leavesPerHash)
     if (hashes === 0) return
@@ -171,7 +181,7 @@ function verifyTileLevels(size: number, read: (path: string) => Uint8Array): voi
         const below = { level: level - 1, index: index * TILE_WIDTH + i, width: TILE_WIDTH }
         // The tile below was itself checked already (level 0 against the entries), so a
         // mismatch is this tile's fault.
-        const expected = subtreeHash(readTileBytes(below, read), 0, TILE_WIDTH)
+        const expected = subtreeHash(readTileBytes(below, read), 0, TILE_WIDTH, sha256)
         if (!equalAt(expected, bytes, i * HASH_SIZE)) {
           const path = tilePath(tile)
           const belowPath = tilePath(below)
