@@ -232,7 +232,7 @@ test('renews with a new key over mutual TLS and keeps sending with the new certi
   assert.equal(endpoint.requests.at(-1)!.deviceId, renewed.deviceId)
 })
 
-test('refuses a server not under the given CA, or one that does not answer to the server name', async (t) => {
+test('refuses a server not under the given CA, or one whose certificate does not name the Ward host', async (t) => {
   const pki = await makePki()
   const stranger = await makePki()
   const endpoint = await TestDeviceEndpoint.start({ pki, tokens: { a: 'PO-0004', b: 'PO-0004' } })
@@ -253,7 +253,7 @@ test('refuses a server not under the given CA, or one that does not answer to th
   await assert.rejects(
     enroll({
       ...inputs,
-      serverName: 'globex.ward.test',
+      serverName: 'acme.other-ward.test',
       caPem: pki.serverCa.certificatePem,
       token: 'b',
       keyDirectory: join(base, 'b'),
@@ -262,10 +262,10 @@ test('refuses a server not under the given CA, or one that does not answer to th
   )
   assert.equal(endpoint.enrollmentBodies.length, 0, 'no request reached the endpoint')
 
-  // An endpoint that answers to a name its certificate does not carry is refused too.
+  // An endpoint whose certificate does not name the Ward host in the server name is refused too.
   const impostor = await TestDeviceEndpoint.start({
     pki,
-    serverName: 'globex.ward.test',
+    serverName: 'globex.other-ward.test',
     tokens: { c: 'PO-0004' },
   })
   t.after(() => impostor.close())
@@ -273,7 +273,7 @@ test('refuses a server not under the given CA, or one that does not answer to th
     enroll({
       url: impostor.url,
       serial: 'PO-0004',
-      serverName: 'globex.ward.test',
+      serverName: 'globex.other-ward.test',
       caPem: pki.serverCa.certificatePem,
       token: 'c',
       keyDirectory: join(base, 'c'),

@@ -3,6 +3,7 @@ import { access, mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
 import { Agent, request } from 'node:https'
 import type { IncomingHttpHeaders } from 'node:http'
 import { join } from 'node:path'
+import { checkServerIdentity, type PeerCertificate } from 'node:tls'
 
 // @peculiar/x509 finds its algorithms through tsyringe, which needs the metadata polyfill
 // loaded first.
@@ -37,6 +38,12 @@ export interface FactoryIdentity {
 export interface EnrollOptions extends ConnectionOptions {
   /** Base URL of Ward's device endpoint, such as `https://ward.example.org:8444`. */
   url: string
+  /**
+   * Base URL where Ward accepts enrollment, such as `https://ward.example.org:8443`: Ward's
+   * HTTPS API, since the device endpoint wants a client certificate the device does not have
+   * yet. Default: `url`.
+   */
+  enrollmentUrl?: string
   /** TLS server name: `<organization slug>.<WARD_HOST_NAME>`. */
   serverName: string
   /** PEM trust anchors the device checks Ward's certificate against. */
@@ -117,6 +124,11 @@ export class DeliveryError extends WardError {
     this.problemCode = facts.problemCode
     this.refusesContent = facts.status === 400 || facts.status === 413 || facts.status === 422
   }
+}
+
+/** Ward's own host name in a device server name `<organization>.<host>`. */
+function wardHostName(serverName: string): string {
+  return serverName.slice(serverName.indexOf('.') + 1)
 }
 
 const IDENTITY_FILE = 'identity.json'
@@ -223,10 +235,14 @@ export class DeviceClient implements ReadingSender {
       body['factorySignature'] = toBase64(sign('sha256', csrDer, factoryKey))
     }
 
+    const enrollmentEndpoint =
+      options.enrollmentUrl === undefined
+        ? endpoint
+        : endpointOf(options.enrollmentUrl, options.serverName, options.timeoutMs)
     const agent = new Agent({ ca: options.caPem, ...tlsFloor(options.minTlsVersion) })
     let issued: Issued
     try {
-      const answer = await post(endpoint, agent, '/v1/enroll', body)
+      const answer = await post(enrollmentEndpoint, agent, '/v1/enroll', body)
       issued = readIssued(answer, privateKeyPem, 'enrollment')
     } finally {
       agent.destroy()
@@ -523,6 +539,10 @@ function post(
         method: 'POST',
         agent,
         servername: endpoint.serverName,
+        // The server name picks the organization; Ward's certificate names Ward itself, the
+        // part after the organization.
+        checkServerIdentity: (_host: string, certificate: PeerCertificate) =>
+          checkServerIdentity(wardHostName(endpoint.serverName), certificate),
         signal,
         headers: {
           'content-type': 'application/fhir+json',

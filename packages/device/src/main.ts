@@ -16,8 +16,9 @@ import { simulate } from './simulate.js'
 const usage = `ward-device — Ward's device agent and fleet simulator
 
 usage:
-  ward-device enroll --url <url> --server-name <name> --ca <file> --serial <serial>
-                     (--token <token> | --factory-cert <file> --factory-key <file>) --dir <dir>
+  ward-device enroll --url <url> [--enrollment-url <url>] --server-name <name> --ca <file>
+                     --serial <serial> (--token <token> | --factory-cert <file>
+                     --factory-key <file>) --dir <dir>
       make a key pair in <dir>, send a certificate request, store the certificate Ward issues
   ward-device renew --dir <dir>
       get a new certificate for a new key over mutual TLS; the old one stays until it is stored
@@ -25,13 +26,16 @@ usage:
       queue the Observations in <file> (one Observation, an array or a Bundle), then deliver
       everything queued in <dir>/queue; without --file, deliver what is already queued
   ward-device simulate --devices <n> --rate <r> --duration <seconds> --dir <dir>
-                       --url <url> --server-name <name> --ca <file> [--tokens <file>]
+                       --url <url> [--enrollment-url <url>] --server-name <name> --ca <file>
+                       [--tokens <file>]
                        [--template <file>]... [--batch-size <n>] [--drain <seconds>]
       run <n> devices in this process, each making <r> readings a second for <seconds>,
       printing progress every second; device i lives in <dir>/device-<i>
 
 options:
   --url <url>            Ward's device endpoint, e.g. https://ward.example.org:8444
+  --enrollment-url <url> where Ward accepts enrollment: its API, e.g.
+                         https://ward.example.org:8443 (default: --url)
   --server-name <name>   TLS server name: <organization slug>.<WARD_HOST_NAME>
   --ca <file>            PEM trust anchors for Ward's certificate
   --serial <serial>      the device's serial number, as registered with Ward
@@ -61,7 +65,7 @@ class UsageError extends Error {}
 
 type Values = Record<string, string | string[] | undefined>
 
-const CONNECTION = ['url', 'server-name', 'ca', 'tls-min'] as const
+const CONNECTION = ['url', 'enrollment-url', 'server-name', 'ca', 'tls-min'] as const
 
 async function main(argv: string[]): Promise<number> {
   const [command] = argv
@@ -248,11 +252,14 @@ async function simulateCommand(args: string[]): Promise<number> {
 
 function connectionInputs(values: Values): {
   url: string
+  enrollmentUrl?: string
   serverName: string
   caPem: string
 } & ConnectionOptions {
+  const enrollmentUrl = optional(values, 'enrollment-url')
   return {
     url: required(values, 'url'),
+    ...(enrollmentUrl === undefined ? {} : { enrollmentUrl }),
     serverName: required(values, 'server-name'),
     caPem: readText(required(values, 'ca'), '--ca'),
     ...connectionOptions(values),

@@ -20,7 +20,14 @@ export interface SimulatedDevice {
 }
 
 /** A connection for one simulated device; closed when the simulation ends. */
-export type SimulatedConnection = ReadingSender & { close?: () => void }
+/**
+ * A simulated device's connection. `templates`, when given, are what this device makes its
+ * readings from instead of the simulation's own, so a mixed fleet can run in one simulation.
+ */
+export type SimulatedConnection = ReadingSender & {
+  close?: () => void
+  templates?: readonly Observation[]
+}
 
 /** What `simulate` runs. */
 export interface SimulateOptions {
@@ -70,6 +77,7 @@ interface RunningDevice {
   connection: SimulatedConnection
   generated: number
   enqueues: Set<Promise<void>>
+  templates: readonly Observation[]
 }
 
 /**
@@ -106,18 +114,21 @@ export async function simulate(options: SimulateOptions): Promise<SimulationSumm
       }
       const agent = new DeviceAgent(agentOptions)
       agent.start()
-      devices.push({ queue, agent, connection, generated: 0, enqueues: new Set() })
+      const templates =
+        connection.templates !== undefined && connection.templates.length > 0
+          ? connection.templates
+          : options.templates
+      devices.push({ queue, agent, connection, generated: 0, enqueues: new Set(), templates })
     }
 
     const generationStart = Date.now()
-    let templateIndex = 0
     const generate = () => {
       const elapsedSeconds = Math.min(options.duration, (Date.now() - generationStart) / 1000)
       const due = Math.floor(elapsedSeconds * options.rate)
       for (const device of devices) {
         while (device.generated < due) {
           device.generated++
-          const template = options.templates[templateIndex++ % options.templates.length]!
+          const template = device.templates[(device.generated - 1) % device.templates.length]!
           const enqueue = device.queue.enqueue(retime(template, new Date())).then(
             () => undefined,
             () => {

@@ -55,7 +55,12 @@ export async function makePki(serverName = SERVER_NAME): Promise<TestPki> {
   const manufacturerCa = await selfSignedCa('CN=Oximetry Inc Manufacturer CA')
   const server = await leaf(serverCa, `CN=${serverName}`, [
     new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-    new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: serverName }]),
+    // Devices check Ward's certificate against Ward's host name, the part after the
+    // organization in the server name.
+    new x509.SubjectAlternativeNameExtension([
+      { type: 'dns', value: serverName },
+      { type: 'dns', value: serverName.slice(serverName.indexOf('.') + 1) },
+    ]),
   ])
   const factory = await leaf(manufacturerCa, 'CN=PO-FACTORY-1', [
     new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),

@@ -405,6 +405,8 @@ export class Fleet {
     })
 
     if (accepted.length > 0) {
+      // Looked up before the transaction: on SQLite a query outside it would wait for it.
+      const slug = await this.#slugOf(organizationId)
       await this.#ward.store.transaction(async (tx) => {
         const stored = await insertObservations(
           tx,
@@ -420,7 +422,7 @@ export class Fleet {
           }
           if (result.created) created += 1
         })
-        await this.#ward.audit(tx, await this.#slugOf(organizationId), context, {
+        await this.#ward.audit(tx, slug, context, {
           type: auditEventTypes.patientRecord,
           operation: 'observation.create',
           action: 'C',

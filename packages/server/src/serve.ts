@@ -8,22 +8,29 @@ import { WardError } from '@ward/core'
 
 import { configSummary, type WardConfig } from './config/index.js'
 import { buildServer } from './http/server.js'
+import { startDeviceEndpoint, type DeviceEndpoint } from './ingest/index.js'
 import { startJobs } from './jobs/index.js'
 import type { Logger } from './logging/index.js'
 import { Ward } from './ward.js'
 
-/** A Ward serving HTTPS, with its scheduled jobs running. */
+/** A Ward serving its HTTPS API and its device endpoint, with its scheduled jobs running. */
 export interface RunningWard {
   readonly ward: Ward
   /** `https://host:port` the API listens on. */
   readonly url: string
   readonly port: number
+  /** `https://host:port` the mutual-TLS device endpoint listens on. */
+  readonly deviceUrl: string
+  readonly devicePort: number
+  /** The device endpoint itself, to refresh an organization's trust on demand. */
+  readonly devices: DeviceEndpoint
   close(): Promise<void>
 }
 
 /**
  * Opens an initialized Ward, signs checkpoints for logs that grew while it was down, starts the
- * checkpoint job and listens. Logs the configuration summary (no secrets) and the address.
+ * checkpoint job and listens: the API first, then the device endpoint. Logs the configuration
+ * summary (no secrets) and both addresses. Closing stops the device endpoint before the API.
  */
 export async function serveWard(config: WardConfig, logger: Logger): Promise<RunningWard> {
   logger.info({ config: configSummary(config) }, 'starting')
@@ -46,6 +53,15 @@ export async function serveWard(config: WardConfig, logger: Logger): Promise<Run
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
     const url = `https://${host}:${address.port}`
 
+    let devices: DeviceEndpoint
+    try {
+      devices = await startDeviceEndpoint(ward, logger)
+    } catch (error) {
+      await app.close()
+      throw error
+    }
+    warnUnlessDeviceNamesCovered(config, logger)
+
     const jobs = startJobs(ward.store, logger, [
       {
         name: 'audit-checkpoints',
@@ -55,14 +71,18 @@ export async function serveWard(config: WardConfig, logger: Logger): Promise<Run
         },
       },
     ])
-    logger.info({ url, store: ward.store.dialect }, 'listening')
+    logger.info({ url, deviceUrl: devices.url, store: ward.store.dialect }, 'listening')
 
     return {
       ward,
       url,
       port: address.port,
+      deviceUrl: devices.url,
+      devicePort: devices.port,
+      devices,
       async close() {
         await jobs.stop()
+        await devices.close()
         await app.close()
         await ward.close()
         logger.info('stopped')
@@ -101,6 +121,21 @@ export function checkProductionReadiness(config: WardConfig): void {
       'ERR_CONFIG_INVALID',
       `the API certificate ${config.http.certFile} does not name WARD_HOST_NAME ${config.hostName}`,
       { details: { setting: 'http.certFile' } },
+    )
+  }
+}
+
+/**
+ * Devices pick their organization by TLS server name, `<slug>.<WARD_HOST_NAME>`, and check the
+ * API certificate against `WARD_HOST_NAME` itself; a certificate that does not name it lets no
+ * device connect, which is worth saying at start-up rather than in every device's log.
+ */
+function warnUnlessDeviceNamesCovered(config: WardConfig, logger: Logger): void {
+  const certificate = new X509Certificate(readFileSync(config.http.certFile))
+  if (certificate.checkHost(config.hostName) === undefined) {
+    logger.warn(
+      { setting: 'http.certFile', expected: config.hostName },
+      'the API certificate does not name WARD_HOST_NAME, so devices cannot verify Ward',
     )
   }
 }

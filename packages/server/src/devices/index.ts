@@ -3,6 +3,7 @@ export {
   createDevice,
   createDeviceModel,
   createEnrollmentToken,
+  deviceChangeMark,
   findDevice,
   findDeviceModel,
   listDeviceModels,

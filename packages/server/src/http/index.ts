@@ -3,3 +3,4 @@
 export { toProblem, type Problem } from './problem.js'
 export { buildServer } from './server.js'
 export { serveWard, type RunningWard } from '../serve.js'
+export { startDeviceEndpoint, type DeviceEndpoint } from '../ingest/index.js'

@@ -1,4 +1,6 @@
-import { isWardError, type WardErrorCode } from '@ward/core'
+import type { Duplex } from 'node:stream'
+
+import { WardError, isWardError, type WardErrorCode } from '@ward/core'
 
 /** HTTP status for every error code: decided here and nowhere else. */
 const statusOf: Record<WardErrorCode, number> = {
@@ -107,4 +109,77 @@ function titleOf(status: number): string {
     503: 'Service Unavailable',
   }
   return titles[status] ?? 'Error'
+}
+
+/**
+ * Turns the web framework's own errors into Ward's: a body over the limit, a media type no
+ * parser accepts, a body that is not JSON, and any other client error. Anything else passes
+ * through unchanged, for {@link toProblem} to hide.
+ */
+export function translateFrameworkError(error: unknown): unknown {
+  if (error instanceof WardError) return error
+  const framework = error as { code?: string; statusCode?: number }
+  switch (framework.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new WardError('ERR_PAYLOAD_TOO_LARGE', 'request body is larger than allowed')
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new WardError(
+        'ERR_PAYLOAD_INVALID',
+        'request body must be JSON (application/json or application/fhir+json)',
+      )
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new WardError('ERR_PAYLOAD_INVALID', 'request body is not valid JSON')
+  }
+  if (framework.statusCode === 429) return new WardError('ERR_RATE_LIMITED', 'too many requests')
+  if (
+    framework.statusCode !== undefined &&
+    framework.statusCode >= 400 &&
+    framework.statusCode < 500
+  ) {
+    return new WardError('ERR_INPUT_INVALID', 'request is malformed')
+  }
+  return error
+}
+
+/**
+ * What the service log keeps of an unexpected error: its type, its code (a SQLSTATE, a Node
+ * error code) and where it was thrown — not its message, which may quote data.
+ */
+export function errorSummary(error: unknown): Record<string, string> {
+  if (error instanceof WardError) return { code: error.code, message: error.message }
+  if (!(error instanceof Error)) return { type: typeof error }
+  const frames = (error.stack ?? '')
+    .split('\n')
+    .slice(1, 6)
+    .map((line) => line.trim())
+  const code = (error as { code?: unknown }).code
+  return {
+    type: error.name,
+    ...(typeof code === 'string' ? { code } : {}),
+    stack: frames.join(' | '),
+  }
+}
+
+/**
+ * Answers a request Node's HTTP parser refused before the framework saw it (headers too large,
+ * malformed) with problem details, then closes the connection.
+ */
+export function answerClientError(error: Error, socket: Duplex): void {
+  const tooLarge = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW'
+  const status = tooLarge ? 431 : 400
+  const title = tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'
+  const body = JSON.stringify({
+    type: 'urn:ward:error:ERR_INPUT_INVALID',
+    title,
+    status,
+    detail: tooLarge ? 'request headers are larger than allowed' : 'request is malformed',
+    code: 'ERR_INPUT_INVALID',
+  })
+  if (socket.writable) {
+    socket.end(
+      `HTTP/1.1 ${status} ${title}\r\ncontent-type: application/problem+json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    )
+  }
 }

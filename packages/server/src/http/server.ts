@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 
 import Fastify, { LogController } from 'fastify'
@@ -8,18 +7,19 @@ import { WardError } from '@ward/core'
 import { OperatorToken } from '../access/api-token.js'
 import type { Logger } from '../logging/index.js'
 import { homePaths, type Ward } from '../ward.js'
-import { toProblem } from './problem.js'
+import { answerClientError, errorSummary, toProblem, translateFrameworkError } from './problem.js'
 import { AddressRateLimit } from './rate-limit.js'
+import { requestIdOf } from './request-id.js'
 import { auditRoutes } from './routes/audit.js'
+import { enrollmentRoutes } from './routes/enrollment.js'
 import { tls12CipherSuites, tls13CipherSuites } from './tls.js'
-
-const requestIdPattern = /^[A-Za-z0-9._-]{8,100}$/
 
 /**
  * Builds Ward's HTTPS API: TLS 1.3 by default (TLS 1.2 with ECDHE AEAD suites only when
  * configured), a request id on every request and response, JSON log lines without PHI,
  * problem details for every error, a per-address rate limit and a body size limit. `/health`
- * is open; everything under `/audit` needs the operator token.
+ * is open, and so are device enrollment and the device CA (see `enrollmentRoutes`);
+ * everything under `/audit` needs the operator token.
  */
 export async function buildServer(ward: Ward, logger: Logger) {
   const { http } = ward.config
@@ -48,33 +48,19 @@ export async function buildServer(ward: Ward, logger: Logger) {
     }),
     bodyLimit: http.bodyLimitBytes,
     requestIdHeader: false,
-    // A caller's own id is kept when it looks like one, so traces join up; otherwise Ward's.
-    genReqId: (request) => {
-      const offered = request.headers['x-request-id']
-      return typeof offered === 'string' && requestIdPattern.test(offered) ? offered : randomUUID()
-    },
+    genReqId: requestIdOf,
     return503OnClosing: true,
     // Requests Node refuses before Fastify sees them (headers too large, malformed) still get
     // problem details.
-    clientErrorHandler: (error, socket) => {
-      const tooLarge = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW'
-      const status = tooLarge ? 431 : 400
-      const title = tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'
-      const body = JSON.stringify({
-        type: 'urn:ward:error:ERR_INPUT_INVALID',
-        title,
-        status,
-        detail: tooLarge ? 'request headers are larger than allowed' : 'request is malformed',
-        code: 'ERR_INPUT_INVALID',
-      })
-      if (socket.writable) {
-        socket.end(
-          `HTTP/1.1 ${status} ${title}\r\ncontent-type: application/problem+json\r\n` +
-            `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-        )
-      }
-    },
+    clientErrorHandler: answerClientError,
   })
+
+  // Device agents send every body, enrollment included, as FHIR's JSON media type.
+  app.addContentTypeParser(
+    'application/fhir+json',
+    { parseAs: 'string' },
+    app.getDefaultJsonParser('error', 'error'),
+  )
 
   const rateLimit = new AddressRateLimit(http.rateLimitPerMinute)
   app.addHook('onRequest', async (request, reply) => {
@@ -123,6 +109,9 @@ export async function buildServer(ward: Ward, logger: Logger) {
     return { status: 'ok' }
   })
 
+  // Authenticated by the enrollment token or factory signature in the body, not the operator.
+  await app.register(async (scope) => enrollmentRoutes(scope, ward))
+
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request) => {
       const header = request.headers.authorization
@@ -142,40 +131,4 @@ export async function buildServer(ward: Ward, logger: Logger) {
   })
 
   return app
-}
-
-function translateFrameworkError(error: unknown): unknown {
-  if (error instanceof WardError) return error
-  const framework = error as { code?: string; statusCode?: number }
-  if (framework.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-    return new WardError('ERR_PAYLOAD_TOO_LARGE', 'request body is larger than allowed')
-  }
-  if (framework.statusCode === 429) return new WardError('ERR_RATE_LIMITED', 'too many requests')
-  if (
-    framework.statusCode !== undefined &&
-    framework.statusCode >= 400 &&
-    framework.statusCode < 500
-  ) {
-    return new WardError('ERR_INPUT_INVALID', 'request is malformed')
-  }
-  return error
-}
-
-/**
- * What the service log keeps of an unexpected error: its type, its code (a SQLSTATE, a Node
- * error code) and where it was thrown — not its message, which may quote data.
- */
-function errorSummary(error: unknown): Record<string, string> {
-  if (error instanceof WardError) return { code: error.code, message: error.message }
-  if (!(error instanceof Error)) return { type: typeof error }
-  const frames = (error.stack ?? '')
-    .split('\n')
-    .slice(1, 6)
-    .map((line) => line.trim())
-  const code = (error as { code?: unknown }).code
-  return {
-    type: error.name,
-    ...(typeof code === 'string' ? { code } : {}),
-    stack: frames.join(' | '),
-  }
 }

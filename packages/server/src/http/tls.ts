@@ -28,8 +28,9 @@ export const tls13CipherSuites = [
 
 /**
  * Creates a self-signed ECDSA P-256 certificate for the API so that a fresh Ward speaks HTTPS
- * from its first start. It names `hostName`, `localhost`, 127.0.0.1 and ::1, allows server
- * authentication only and is valid for 397 days. Production deployments configure a
+ * from its first start. It names `hostName`, every `<organization>.<hostName>` (the names
+ * devices connect by), `localhost`, 127.0.0.1 and ::1, allows server authentication only and
+ * is valid for 397 days. Production deployments configure a
  * certificate from their own CA instead (`WARD_HTTP_CERT_FILE`, `WARD_HTTP_KEY_FILE`).
  */
 export async function createSelfSignedServerCertificate(
@@ -59,6 +60,7 @@ export async function createSelfSignedServerCertificate(
         new x509.ExtendedKeyUsageExtension(['1.3.6.1.5.5.7.3.1']),
         new x509.SubjectAlternativeNameExtension([
           { type: 'dns', value: hostName },
+          { type: 'dns', value: `*.${hostName}` },
           { type: 'dns', value: 'localhost' },
           { type: 'ip', value: '127.0.0.1' },
           { type: 'ip', value: '::1' },

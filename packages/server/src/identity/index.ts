@@ -37,6 +37,7 @@ export {
   issuingCrlLifetimeDays,
   reinstateDeviceCertificates,
   revokeCertificate,
+  revocationMark,
   revokeDeviceCertificates,
   suspendDeviceCertificates,
 } from './revocation.js'

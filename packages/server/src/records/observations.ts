@@ -23,7 +23,10 @@ export interface ObservationInput {
   readonly deviceId: string
   /** The device's own id for the message; a device stores a message once. */
   readonly messageId: string
-  /** LOINC code, e.g. `8867-4` for heart rate. */
+  /**
+   * What was measured: a LOINC code, e.g. `8867-4` for heart rate, or any coding in FHIR token
+   * form `system|code`, e.g. `urn:iso:std:iso:11073:10101|150456` for an MDC-coded SpO2.
+   */
   readonly code: string
   /** ISO 8601 date and time with a zone offset, e.g. `2026-03-01T08:30:00+01:00`. */
   readonly effectiveAt: string
@@ -65,12 +68,14 @@ export const observationTable = 'observations'
 export const maxObservationBytes = 65_536
 
 const loincPattern = /^\d{1,7}-\d$/
+// A FHIR token: an absolute URI for the code system, a bar, and the code.
+const tokenPattern = /^[a-z][a-z0-9+.-]*:[^\s|]{1,200}\|[^\s|]{1,64}$/
 const dateTimePattern = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/
 // Nine values a row: a thousand rows stay far below both databases' limits on bound values.
 const rowsPerStatement = 1000
 
 /**
- * Stores readings, each sealed under its patient's data key, with only ids, LOINC code and
+ * Stores readings, each sealed under its patient's data key, with only ids, code and
  * times in clear. Idempotent by `(deviceId, messageId)` within the organization: a message
  * stored before — by an earlier call, or earlier in this one — is reported `created: false`
  * with the stored id and is not overwritten. Results follow the input's order. Rows are
@@ -210,8 +215,11 @@ function checkObservation(row: ObservationInput, index: number): CheckedObservat
       throw rowInvalid(index, field, 'must be 1–200 characters')
     }
   }
-  if (typeof row.code !== 'string' || !loincPattern.test(row.code)) {
-    throw rowInvalid(index, 'code', 'must be a LOINC code such as 8867-4')
+  if (
+    typeof row.code !== 'string' ||
+    !(loincPattern.test(row.code) || tokenPattern.test(row.code))
+  ) {
+    throw rowInvalid(index, 'code', 'must be a LOINC code such as 8867-4, or system|code')
   }
   const resource: unknown = row.resource
   if (

@@ -31,7 +31,7 @@ export interface PatientIdentityTable {
 
 /**
  * records: one reading. The FHIR Observation itself is sealed under the patient's data key;
- * only what is needed to find it — ids, LOINC code, effective and received times — is clear.
+ * only what is needed to find it — ids, code, effective and received times — is clear.
  * `(organization_id, device_id, message_id)` is unique: a device's message is stored once.
  */
 export interface ObservationTable {

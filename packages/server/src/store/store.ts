@@ -52,7 +52,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     ? openSqlite(options)
     : await openPostgres(options)
   try {
-    await migrate(store)
+    await migrateRetryingSchemaChurn(store)
   } catch (error) {
     await store.close()
     throw error
@@ -168,16 +168,43 @@ async function openPostgres(options: StoreOptions): Promise<Store> {
   }
 }
 
-async function migrate(store: Store): Promise<void> {
+/**
+ * On PostgreSQL, migrations run under one advisory lock per database, so two Ward processes
+ * starting together — or two schemas of one database migrating at once — take turns: Kysely's
+ * migrator inspects every schema's tables, and DDL running in another schema at that moment
+ * makes that inspection fail. A stray SQLSTATE 3F000 (another schema dropped meanwhile) is
+ * retried for the same reason.
+ */
+async function migrateRetryingSchemaChurn(store: Store): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      if (store.dialect !== 'postgres') return await migrate(store, store.db)
+      return await store.db.connection().execute(async (connection) => {
+        const lock = sql`hashtext('ward-migrations')`
+        await sql`select pg_advisory_lock(${lock})`.execute(connection)
+        try {
+          await migrate(store, connection)
+        } finally {
+          await sql`select pg_advisory_unlock(${lock})`.execute(connection)
+        }
+      })
+    } catch (error) {
+      const code = ((error as { cause?: { code?: string } }).cause ?? {}).code
+      if (store.dialect !== 'postgres' || code !== '3F000' || attempt >= 5) throw error
+    }
+  }
+}
+
+async function migrate(store: Store, db: Kysely<Database>): Promise<void> {
   // On PostgreSQL Kysely must be told the schema its own tables live in, or it may find
   // another schema's migration tables on the search path and believe they are its own.
   const schema =
     store.dialect === 'postgres'
-      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(store.db)).rows[0]
+      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]
           ?.schema
       : undefined
   const migrator = new Migrator({
-    db: store.db,
+    db,
     provider: new WardMigrations(store.dialect),
     ...(schema === undefined ? {} : { migrationTableSchema: schema }),
   })

@@ -3,5 +3,6 @@ export {
   findOrganization,
   insertOrganization,
   listOrganizations,
+  slugOfServerName,
   type Organization,
 } from './organizations.js'

@@ -96,6 +96,18 @@ export async function listOrganizations(tx: Transaction): Promise<Organization[]
   }))
 }
 
+/**
+ * The organization slug in a TLS server name `<slug>.<hostName>`, the name devices use to reach
+ * their own organization; undefined for any other name.
+ */
+export function slugOfServerName(serverName: string, hostName: string): string | undefined {
+  const name = serverName.toLowerCase()
+  const suffix = `.${hostName}`
+  if (!name.endsWith(suffix)) return undefined
+  const slug = name.slice(0, -suffix.length)
+  return slugPattern.test(slug) ? slug : undefined
+}
+
 /** The organization with `slug`, or `ERR_ORGANIZATION_NOT_FOUND`. */
 export async function findOrganization(tx: Transaction, slug: string): Promise<Organization> {
   const row = await tx
