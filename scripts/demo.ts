@@ -29,7 +29,8 @@ const { values } = parseArgs({
   options: { duration: { type: 'string' }, rate: { type: 'string' } },
 })
 const duration = Number(values.duration ?? 60)
-const rate = Number(values.rate ?? 2)
+// One reading a second per device stays within every standard model's rate cap.
+const rate = Number(values.rate ?? 1)
 const slug = 'demo-clinic'
 const fleetSize = 50
 const shared = resolve(
