@@ -183,13 +183,11 @@ async function main() {
   bare.post('/v1/observations', async (request, reply) => {
     const body = request.body as { entry: { resource: Record<string, unknown> }[] }
     insertAll('device', body.entry)
-    return reply
-      .type('application/fhir+json')
-      .send({
-        resourceType: 'Bundle',
-        type: 'batch-response',
-        entry: body.entry.map(() => ({ response: { status: '201 Created' } })),
-      })
+    return reply.type('application/fhir+json').send({
+      resourceType: 'Bundle',
+      type: 'batch-response',
+      entry: body.entry.map(() => ({ response: { status: '201 Created' } })),
+    })
   })
   await bare.listen({ host: '127.0.0.1', port: 0 })
   const bareUrl = `https://127.0.0.1:${(bare.server.address() as { port: number }).port}`
