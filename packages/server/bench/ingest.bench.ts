@@ -4,30 +4,32 @@
  * path (handshake trust per organization, device identification, model policy, sealing under
  * the patient's data key, idempotent insert, one audit event per batch) is measured beside a
  * bare route in the same run: the same clients and TLS, a server that parses the batch and
- * inserts the readings as they are, without checks, encryption or audit.
+ * inserts the readings as they are, without checks, encryption or audit. Each server runs in a
+ * process of its own, apart from the load generator, as it would in production.
  *
  * `WARD_BENCH_SECONDS` sets each phase's length (default 20), `WARD_BENCH_BATCH` the readings per
- * request (default 100).
+ * request (default 100), `WARD_BENCH_PROFILE` a directory for the servers' CPU profiles.
  */
+import { spawn, type ChildProcess } from 'node:child_process'
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-
-import SqliteDatabase from 'better-sqlite3'
-import Fastify from 'fastify'
 
 import { deviceMessageIdSystem } from '@ward/core'
 import { DeviceClient, enroll, type QueuedReading } from '@ward/device'
 
 import { standardDeviceModels } from '../src/devices/index.js'
-import { serveWard } from '../src/http/index.js'
 import { deviceTrust } from '../src/identity/index.js'
-import { createLogger, initializeWard, loadConfig, systemContext } from '../src/index.js'
+import { Ward, initializeWard, loadConfig, systemContext } from '../src/index.js'
 
 const seconds = Number(process.env['WARD_BENCH_SECONDS'] ?? 20)
 const batch = Number(process.env['WARD_BENCH_BATCH'] ?? 100)
 const deviceCount = 50
+// The sustained phase: the ingest aim, 10,000 readings a second, unless set otherwise.
+const sustainedRate = Number(process.env['WARD_BENCH_SUSTAINED_RATE'] ?? 10_000)
 const directory = mkdtempSync(join(tmpdir(), 'ward-ingest-bench-'))
 
 const spo2 = {
@@ -59,14 +61,26 @@ function readings(count: number): QueuedReading[] {
   })
 }
 
-/** Every device sends batch after batch for `seconds`; returns readings a second and latencies. */
-async function load(clients: DeviceClient[]) {
+/**
+ * Every device sends batch after batch for `seconds`. With `perSecond`, the fleet paces itself
+ * to that many readings a second in all (each device sending on its own schedule, as devices
+ * do), so latency is measured at a sustained load rather than at saturation, where it is only
+ * the queue. Returns readings stored a second and per-batch latencies.
+ */
+async function load(clients: DeviceClient[], perSecond?: number) {
   const latencies: number[] = []
   let stored = 0
   const end = performance.now() + seconds * 1000
   await Promise.all(
-    clients.map(async (client) => {
+    clients.map(async (client, index) => {
+      const interval = perSecond === undefined ? 0 : (1000 * batch * clients.length) / perSecond
+      let next = performance.now() + (interval * index) / clients.length
       while (performance.now() < end) {
+        if (interval > 0) {
+          const wait = next - performance.now()
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+          next += interval
+        }
         const start = performance.now()
         const outcomes = await client.sendBatch(readings(batch))
         latencies.push(performance.now() - start)
@@ -83,26 +97,69 @@ async function load(clients: DeviceClient[]) {
 const format = (n: number, digits = 0) =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
+/** Starts `script` as a child process with `env`; resolves with what its listening line says. */
+function startServer(
+  script: string,
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string; deviceUrl?: string }> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env }
+  // The benchmark's own settings are not Ward's, and Ward refuses settings it does not know.
+  for (const name of Object.keys(childEnv))
+    if (name.startsWith('WARD_BENCH_')) delete childEnv[name]
+  // WARD_BENCH_PROFILE=<dir> has each server write a CPU profile there, to see where time goes.
+  const profile = process.env['WARD_BENCH_PROFILE']
+  const profiling = profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`]
+  const child = spawn(
+    process.execPath,
+    [...profiling, '--conditions=@ward/source', '--import', 'tsx', script],
+    {
+      env: childEnv,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
+    lines.on('line', (line) => {
+      const entry = JSON.parse(line) as { msg?: string; url?: string; deviceUrl?: string }
+      if (entry.msg === 'listening' && entry.url !== undefined) {
+        resolve({
+          child,
+          url: entry.url,
+          ...(entry.deviceUrl === undefined ? {} : { deviceUrl: entry.deviceUrl }),
+        })
+      }
+    })
+    child.once('exit', (code) =>
+      reject(new Error(`${script} exited with ${code} before listening`)),
+    )
+  })
+}
+
+async function stop(child: ChildProcess) {
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  await exited
+}
+
 async function main() {
   const home = join(directory, 'home')
-  const config = loadConfig({
-    env: {
-      WARD_HOME: home,
-      WARD_HTTP_PORT: '0',
-      WARD_DEVICE_PORT: '0',
-      WARD_LOG_LEVEL: 'warn',
-      WARD_HOST_NAME: 'ward.bench',
-    },
-  })
+  const env = {
+    WARD_HOME: home,
+    WARD_HTTP_PORT: '0',
+    WARD_DEVICE_PORT: '0',
+    WARD_LOG_LEVEL: 'warn',
+    WARD_HOST_NAME: 'ward.bench',
+  }
+  const config = loadConfig({ env })
   const operator = { ...systemContext('bench'), actor: { type: 'operator' as const, id: 'bench' } }
   await initializeWard(config, operator)
-  const running = await serveWard(config, createLogger('warn'))
-  const { ward } = running
   console.log(
     `Ward ingest benchmark: ${deviceCount} devices, batches of ${batch}, ${seconds} s a phase, SQLite (WAL, synchronous=FULL), ` +
-      `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`,
+      `server and load generator in separate processes, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`,
   )
 
+  // The fleet is set up directly, as the ward command would, before the server starts.
+  const ward = await Ward.open(config)
   const organization = await ward.createOrganization(operator, {
     slug: 'bench',
     name: 'Bench Clinic',
@@ -113,96 +170,61 @@ async function main() {
     name: 'Bench oximeter',
     policy: { ...oximeter.policy, maxReadingsPerMinute: 60_000 },
   })
-  const caPem = readFileSync(config.http.certFile, 'utf8')
-  const clients: DeviceClient[] = []
+  const tokens: string[] = []
   for (let i = 0; i < deviceCount; i += 1) {
-    const serial = `BENCH-${String(i).padStart(3, '0')}`
     const patient = await ward.fleet.createPatient(operator, 'bench', {
       name: { family: `Benchpatient-${i}`, given: ['Fictitious'] },
       birthDate: '1960-01-01',
     })
-    await ward.fleet.createDevice(operator, 'bench', { serial, model: model.id })
-    await ward.fleet.assignDevice(operator, 'bench', serial, patient.pseudonym)
-    const { token } = await ward.fleet.issueEnrollmentToken(operator, 'bench', serial)
+    await ward.fleet.createDevice(operator, 'bench', { serial: serialOf(i), model: model.id })
+    await ward.fleet.assignDevice(operator, 'bench', serialOf(i), patient.pseudonym)
+    tokens.push((await ward.fleet.issueEnrollmentToken(operator, 'bench', serialOf(i))).token)
+  }
+  const trust = await deviceTrust(ward.store.db, ward.keys, organization.id)
+  await ward.close()
+
+  const server = await startServer(wardServer, { ...env, WARD_LOG_LEVEL: 'info' })
+  const caPem = readFileSync(config.http.certFile, 'utf8')
+  const clients: DeviceClient[] = []
+  for (let i = 0; i < deviceCount; i += 1) {
     clients.push(
       await enroll({
-        url: running.deviceUrl,
-        enrollmentUrl: running.url,
+        url: server.deviceUrl as string,
+        enrollmentUrl: server.url,
         serverName: `bench.${config.hostName}`,
         caPem,
-        serial,
-        token,
-        keyDirectory: join(directory, 'devices', serial),
+        serial: serialOf(i),
+        token: tokens[i] as string,
+        keyDirectory: join(directory, 'devices', serialOf(i)),
       }),
     )
   }
-
   const full = await load(clients)
+  const sustained = await load(clients, sustainedRate)
+  for (const client of clients) client.close()
+  await stop(server.child)
 
-  // The bare route: the same TLS and client certificates, then parse and insert as is.
-  const trust = await deviceTrust(ward.store.db, ward.keys, organization.id)
-  const plain = new SqliteDatabase(join(directory, 'bare.db'))
-  plain.pragma('journal_mode = WAL')
-  plain.pragma('synchronous = FULL')
-  plain.exec(
-    'create table readings (device text not null, message_id text not null, body text not null, primary key (device, message_id))',
-  )
-  const insert = plain.prepare(
-    'insert or ignore into readings (device, message_id, body) values (?, ?, ?)',
-  )
-  const insertAll = plain.transaction(
-    (device: string, entries: { resource: Record<string, unknown> }[]) => {
-      for (const entry of entries) {
-        const identifier = (entry.resource['identifier'] as { value: string }[])[0]!.value
-        insert.run(device, identifier, JSON.stringify(entry.resource))
-      }
-    },
-  )
-  const bare = Fastify({
-    https: {
-      key: readFileSync(config.http.keyFile),
-      cert: readFileSync(config.http.certFile),
-      ca: trust.ca,
-      requestCert: true,
-      rejectUnauthorized: true,
-      minVersion: 'TLSv1.3',
-    },
-    bodyLimit: config.device.bodyLimitBytes,
+  const caFile = join(directory, 'device-ca.pem')
+  writeFileSync(caFile, trust.ca.join('\n'))
+  const bare = await startServer(bareServer, {
+    BARE_DATABASE: join(directory, 'bare.db'),
+    BARE_KEY_FILE: config.http.keyFile,
+    BARE_CERT_FILE: config.http.certFile,
+    BARE_CA_FILE: caFile,
   })
-  bare.addContentTypeParser(
-    'application/fhir+json',
-    { parseAs: 'string' },
-    (_request, body, done) => {
-      try {
-        done(null, JSON.parse(body as string))
-      } catch (error) {
-        done(error as Error)
-      }
-    },
-  )
-  bare.post('/v1/observations', async (request, reply) => {
-    const body = request.body as { entry: { resource: Record<string, unknown> }[] }
-    insertAll('device', body.entry)
-    return reply.type('application/fhir+json').send({
-      resourceType: 'Bundle',
-      type: 'batch-response',
-      entry: body.entry.map(() => ({ response: { status: '201 Created' } })),
-    })
-  })
-  await bare.listen({ host: '127.0.0.1', port: 0 })
-  const bareUrl = `https://127.0.0.1:${(bare.server.address() as { port: number }).port}`
   // The same device identities, pointed at the bare route.
   const bareClients: DeviceClient[] = []
   for (let i = 0; i < deviceCount; i += 1) {
-    const serial = `BENCH-${String(i).padStart(3, '0')}`
-    const copy = join(directory, 'bare-devices', serial)
-    cpSync(join(directory, 'devices', serial), copy, { recursive: true })
+    const copy = join(directory, 'bare-devices', serialOf(i))
+    cpSync(join(directory, 'devices', serialOf(i)), copy, { recursive: true })
     const identityFile = join(copy, 'identity.json')
     const identity = JSON.parse(readFileSync(identityFile, 'utf8')) as Record<string, unknown>
-    writeFileSync(identityFile, JSON.stringify({ ...identity, url: bareUrl }))
+    writeFileSync(identityFile, JSON.stringify({ ...identity, url: bare.url }))
     bareClients.push(await DeviceClient.open(copy))
   }
   const baseline = await load(bareClients)
+  for (const client of bareClients) client.close()
+  await stop(bare.child)
 
   console.log(
     `full path: ${format(full.perSecond)} readings/s, p50 ${format(full.p50, 1)} ms, ` +
@@ -215,12 +237,19 @@ async function main() {
   console.log(
     `full path / bare route: ${format(full.perSecond / baseline.perSecond, 2)} of the bare rate`,
   )
-  for (const client of [...clients, ...bareClients]) client.close()
-  await bare.close()
-  plain.close()
-  await running.close()
+  console.log(
+    `full path paced at ${format(sustainedRate)} readings/s: ${format(sustained.perSecond)} stored/s, ` +
+      `p50 ${format(sustained.p50, 1)} ms, p99 ${format(sustained.p99, 1)} ms per batch`,
+  )
   rmSync(directory, { recursive: true, force: true })
 }
+
+function serialOf(i: number): string {
+  return `BENCH-${String(i).padStart(3, '0')}`
+}
+
+const wardServer = fileURLToPath(new URL('../test/serve-ward.ts', import.meta.url))
+const bareServer = fileURLToPath(new URL('./bare-ingest-server.ts', import.meta.url))
 
 main().catch((error: unknown) => {
   console.error(error)

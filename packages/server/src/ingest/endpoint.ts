@@ -87,6 +87,7 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
   })
   const connections = new DeviceConnections()
   const admitted = new WeakMap<FastifyRequest, AdmittedDevice>()
+  const admittedSockets = new WeakMap<TLSSocket, AdmittedDevice>()
   const readingLimits = new Map<string, number>()
   const addressLimit = new AddressRateLimit(http.rateLimitPerMinute)
   const budget = new ReadingBudget()
@@ -118,6 +119,16 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
 
   /** Admits the device at the other end of `socket` and records the connection as its own. */
   async function admitConnection(socket: TLSSocket): Promise<AdmittedDevice> {
+    // A connection's certificate cannot change, so it is identified once; its device's status
+    // is still read on every request, and a change of trust cuts the connection anyway.
+    const known = admittedSockets.get(socket)
+    if (known !== undefined) {
+      const device = await findDevice(ward.store.db, known.organizationId, known.deviceId)
+      if (device.status !== 'active') {
+        throw new WardError('ERR_ACCESS_DENIED', `a ${device.status} device may not connect`)
+      }
+      return known
+    }
     const organizationId = trust.organizationOf(socket.servername)
     const certificate = socket.getPeerX509Certificate()
     if (organizationId === undefined || certificate === undefined) {
@@ -125,6 +136,7 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
     }
     const device = await admit(organizationId, certificate.raw)
     connections.track(socket, device)
+    admittedSockets.set(socket, device)
     return device
   }
 
