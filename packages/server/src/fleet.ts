@@ -39,7 +39,7 @@ import {
   type PatientIdentity,
 } from './records/index.js'
 import type { Transaction } from './store/index.js'
-import { findOrganization, type Organization } from './tenancy/index.js'
+import { findOrganization, findOrganizationById, type Organization } from './tenancy/index.js'
 import type { Ward } from './ward.js'
 
 /** What a device enrollment hands back to the device. */
@@ -460,13 +460,9 @@ export class Fleet {
   async #slugOf(organizationId: string): Promise<string> {
     const known = this.#slugs.get(organizationId)
     if (known !== undefined) return known
-    const row = await this.#ward.store.db
-      .selectFrom('organizations')
-      .select('slug')
-      .where('id', '=', organizationId)
-      .executeTakeFirstOrThrow()
-    this.#slugs.set(organizationId, row.slug)
-    return row.slug
+    const { slug } = await findOrganizationById(this.#ward.store.db, organizationId)
+    this.#slugs.set(organizationId, slug)
+    return slug
   }
 
   async #changeTrust(

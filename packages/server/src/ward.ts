@@ -11,6 +11,7 @@ import {
   createAuditLog,
   exportTiles,
   findAuditLog,
+  hasAuditLog,
   latestCheckpoint,
   listAuditLogs,
   platformLogName,
@@ -85,21 +86,17 @@ export async function initializeWard(
 
   const store = await openStore(config.database)
   try {
-    const existing = await store.db
-      .selectFrom('audit_logs')
-      .select('id')
-      .where('name', '=', platformLogName)
-      .executeTakeFirst()
+    const hasPlatformLog = await hasAuditLog(store.db, platformLogName)
     const witness = new HomeCheckpointWitness(config.home)
     const entryKeys = new EntryKeys(provider)
-    if (existing === undefined && (await witness.latest(platformLogName)) !== undefined) {
+    if (!hasPlatformLog && (await witness.latest(platformLogName)) !== undefined) {
       throw new WardError(
         'ERR_NOT_INITIALIZED',
         `${config.home} holds audit checkpoints but ${store.description} has no platform audit ` +
           'log: this home belongs to another database (check WARD_DATABASE_URL)',
       )
     }
-    if (existing === undefined) {
+    if (!hasPlatformLog) {
       await store.transaction(async (tx) => {
         const key = await createSigningKey(tx, provider, 'audit-log')
         await createAuditLog(tx, entryKeys, {
@@ -189,12 +186,7 @@ export class Ward {
   static async open(config: WardConfig): Promise<Ward> {
     const keys = LocalKeyFileProvider.open(homePaths(config.home).masterKey)
     const store = await openStore(config.database)
-    const platform = await store.db
-      .selectFrom('audit_logs')
-      .select('id')
-      .where('name', '=', platformLogName)
-      .executeTakeFirst()
-    if (platform === undefined) {
+    if (!(await hasAuditLog(store.db, platformLogName))) {
       await store.close()
       throw new WardError(
         'ERR_NOT_INITIALIZED',

@@ -25,6 +25,7 @@ export {
   appendAuditEvents,
   createAuditLog,
   findAuditLog,
+  hasAuditLog,
   headRoot,
   listAuditLogs,
   platformLogName,

@@ -96,6 +96,16 @@ export async function findAuditLog(tx: Transaction, name: string): Promise<Audit
   return toHead(row)
 }
 
+/** True when a log named `name` exists. */
+export async function hasAuditLog(tx: Transaction, name: string): Promise<boolean> {
+  const row = await tx
+    .selectFrom('audit_logs')
+    .select('id')
+    .where('name', '=', name)
+    .executeTakeFirst()
+  return row !== undefined
+}
+
 /** Every log, platform first. */
 export async function listAuditLogs(tx: Transaction): Promise<AuditLogHead[]> {
   const rows = await tx.selectFrom('audit_logs').selectAll().orderBy('created_at').execute()

@@ -1,6 +1,7 @@
 export {
   checkOrganizationInput,
   findOrganization,
+  findOrganizationById,
   insertOrganization,
   listOrganizations,
   slugOfServerName,

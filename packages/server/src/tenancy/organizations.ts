@@ -122,3 +122,16 @@ export async function findOrganization(tx: Transaction, slug: string): Promise<O
   }
   return { id: row.id, slug: row.slug, name: row.name, createdAt: row.created_at }
 }
+
+/** The organization with id `id`, or `ERR_ORGANIZATION_NOT_FOUND`. */
+export async function findOrganizationById(tx: Transaction, id: string): Promise<Organization> {
+  const row = await tx
+    .selectFrom('organizations')
+    .selectAll()
+    .where('id', '=', id)
+    .executeTakeFirst()
+  if (row === undefined) {
+    throw new WardError('ERR_ORGANIZATION_NOT_FOUND', 'no such organization', { details: { id } })
+  }
+  return { id: row.id, slug: row.slug, name: row.name, createdAt: row.created_at }
+}
