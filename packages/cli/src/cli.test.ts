@@ -140,6 +140,88 @@ for (const { dialect, skip } of dialects) {
       assert.match(missingName.stderr, /--name/)
     })
 
+    test('fleet commands manage models, patients, devices, tokens and manufacturer CAs', () => {
+      ok('org', 'create', 'fleetco', '--name', 'Fleet Co')
+      assert.equal(
+        ok('device-model', 'add-standard', '--org', 'fleetco').trim().split('\n').length,
+        4,
+      )
+      const identity = join(directory.path, 'identity.json')
+      writeFileSync(
+        identity,
+        JSON.stringify({
+          name: { family: 'Testpatient', given: ['Una'] },
+          birthDate: '1970-01-01',
+        }),
+      )
+      const pseudonym = ok('patient', 'create', '--org', 'fleetco', '--identity', identity).trim()
+      assert.ok(!ok('patient', 'list', '--org', 'fleetco').includes('Testpatient'))
+      const model = ok('device-model', 'list', '--org', 'fleetco').split('\t')[0] as string
+      ok('device', 'create', '--org', 'fleetco', '--serial', 'SN-1', '--model', model)
+      ok('device', 'assign', '--org', 'fleetco', '--serial', 'SN-1', '--patient', pseudonym)
+      assert.match(
+        ok('device', 'list', '--org', 'fleetco'),
+        new RegExp(`^SN-1\tprovisioned\t${pseudonym}\t`, 'm'),
+      )
+      assert.match(
+        ok('enrollment-token', 'create', '--org', 'fleetco', '--serial', 'SN-1'),
+        /expires /,
+      )
+
+      const ca = join(directory.path, 'maker-ca.pem')
+      const made = spawnSync('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        join(directory.path, 'maker-ca.key'),
+        '-out',
+        ca,
+        '-days',
+        '30',
+        '-subj',
+        '/O=Maker Devices/CN=Maker Factory CA',
+        '-addext',
+        'basicConstraints=critical,CA:true',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+      ])
+      assert.equal(made.status, 0, String(made.stderr))
+      assert.match(
+        ok('manufacturer', 'register', '--org', 'fleetco', '--name', 'Maker', '--certificate', ca),
+        /registered manufacturer CA Maker/,
+      )
+      assert.match(ok('manufacturer', 'list', '--org', 'fleetco'), /^Maker\t.*Maker Factory CA/m)
+      const again = ward(
+        'manufacturer',
+        'register',
+        '--org',
+        'fleetco',
+        '--name',
+        'Maker',
+        '--certificate',
+        ca,
+      )
+      assert.equal(again.status, 1)
+      assert.match(again.stderr, /ERR_AUTHORITY_EXISTS/)
+      const notCertificate = ward(
+        'manufacturer',
+        'register',
+        '--org',
+        'fleetco',
+        '--name',
+        'X',
+        '--certificate',
+        identity,
+      )
+      assert.equal(notCertificate.status, 1)
+      assert.match(notCertificate.stderr, /ERR_CERTIFICATE_INVALID/)
+    })
+
     test('audit key prints a verifier key named by the log origin', () => {
       const key = ok('audit', 'key', '--log', 'acme').trim()
       assert.match(key, /^ward\.test\/acme\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/)

@@ -21,6 +21,9 @@ export const fleetUsage = `  ward device-model create --org <slug> --name <n> --
   ward device unassign|suspend|reinstate|revoke --org <slug> --serial <s>
   ward enrollment-token create --org <slug> --serial <s>
                                                 one-time token, shown once
+  ward manufacturer register --org <slug> --name <n> --certificate <ca.pem>
+                                                trust a manufacturer CA's factory identities
+  ward manufacturer list --org <slug>
   ward keys rotate --org <slug>                 new key-encryption key; rewraps data keys`
 
 type Values = Record<string, string | undefined>
@@ -115,6 +118,23 @@ export async function fleetCommand(
       const issued = await fleet.issueEnrollmentToken(context, org(), serial())
       return [issued.token, `expires ${issued.expiresAt}`]
     }
+    case 'manufacturer register': {
+      const path = required(values['certificate'], '--certificate <ca.pem>')
+      const authority = await fleet.registerManufacturer(context, org(), {
+        name: required(values['name'], '--name <name>'),
+        certificatePem: readTextFile(path, '--certificate'),
+      })
+      return [
+        `registered manufacturer CA ${authority.name} (${authority.id})`,
+        `  subject ${authority.subject}`,
+        `  sha256 ${authority.fingerprintSha256}, valid until ${authority.notAfter}`,
+      ]
+    }
+    case 'manufacturer list':
+      return (await fleet.listManufacturers(org())).map(
+        (authority) =>
+          `${authority.name}\t${authority.subject}\t${authority.notAfter}\t${authority.fingerprintSha256}`,
+      )
     case 'keys rotate': {
       const rotation = await fleet.rotateKeys(context, org())
       const done = await rotation.rewrapped
@@ -137,19 +157,28 @@ export const fleetOptions = [
   'serial',
   'model',
   'patient',
+  'certificate',
 ]
 
 function readJsonFile(path: string, flag: string): unknown {
+  const text = readTextFile(path, flag)
   try {
+    return JSON.parse(text)
+  } catch (cause) {
+    throw new WardError('ERR_INPUT_INVALID', `${flag} ${path} is not valid JSON`, { cause })
+  }
+}
+
+function readTextFile(path: string, flag: string): string {
+  try {
+    if (!statSync(path).isFile()) throw new Error('not a regular file')
     if (statSync(path).size > 1_000_000) throw new Error('file too large')
-    return JSON.parse(readFileSync(path, 'utf8'))
+    return readFileSync(path, 'utf8')
   } catch (cause) {
     throw new WardError(
       'ERR_INPUT_INVALID',
-      `${flag} ${path} is not a readable JSON file of at most 1 MB`,
-      {
-        cause,
-      },
+      `${flag} ${path} is not a readable file of at most 1 MB`,
+      { cause },
     )
   }
 }

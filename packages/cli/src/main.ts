@@ -69,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
     case 'device':
     case 'patient':
     case 'enrollment-token':
+    case 'manufacturer':
     case 'keys': {
       const { values } = parse(argv.slice(2), fleetOptions)
       const lines = await withWard((ward) =>

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events'
 import { WardError } from '@ward/core'
 
 import { DeliveryError } from './client.js'
-import type { ReadingOutcome, ReadingSender } from './client.js'
+import type { ReadingOutcome, ReadingSender, RenewableCertificate } from './client.js'
 import type { DurableQueue, QueuedReading } from './queue.js'
 
 /** How the agent waits before sending again after a failure. */
@@ -25,6 +25,19 @@ export interface DeviceAgentOptions {
   retry?: RetryOptions
   /** Source of randomness for jitter, in [0, 1). Default `Math.random`. */
   random?: () => number
+  /**
+   * The certificate to renew before it expires, usually the same `DeviceClient` as `client`.
+   * Without it the agent never renews.
+   */
+  certificate?: RenewableCertificate
+  /**
+   * How far into its validity the certificate is renewed, as a fraction of its lifetime.
+   * Default 2/3: a one-year certificate is renewed about four months before it expires, which
+   * leaves room for a device that is offline for weeks.
+   */
+  renewAt?: number
+  /** The clock, in milliseconds since the epoch. Default `Date.now`. */
+  now?: () => number
 }
 
 /** Running totals of what the agent did, since it was made. */
@@ -49,6 +62,10 @@ export interface AgentEvents {
   progress: [counters: AgentCounters]
   /** Before each wait, with what went wrong and how long the agent will wait. */
   retry: [error: unknown, delayMs: number]
+  /** After the certificate was renewed. */
+  renewed: []
+  /** After a renewal failed, with why and how long until the agent tries again. */
+  'renewal-failed': [error: unknown, retryInMs: number]
 }
 
 /**
@@ -62,6 +79,10 @@ export interface AgentEvents {
  * what `Retry-After` asks plus a little jitter. Resending is safe because Ward stores a reading
  * once per message id. A whole request refused for its content (400, 413, 422) is split in
  * halves until the reading at fault stands alone, and that one is rejected.
+ *
+ * Given a `certificate`, the agent also renews it once `renewAt` of its lifetime has passed,
+ * before the next batch or while idle. The old certificate stays valid beside the new one, so
+ * a failed renewal costs nothing but a later retry (backoff from a minute up to an hour).
  */
 export class DeviceAgent extends EventEmitter<AgentEvents> {
   private readonly queue: DurableQueue
@@ -71,6 +92,11 @@ export class DeviceAgent extends EventEmitter<AgentEvents> {
   private readonly maxDelayMs: number
   private readonly maxRetryAfterMs: number
   private readonly random: () => number
+  private readonly certificate: RenewableCertificate | undefined
+  private readonly renewAt: number
+  private readonly now: () => number
+  private renewalFailures = 0
+  private nextRenewalAttempt = 0
   private readonly totals = { sent: 0, accepted: 0, duplicate: 0, rejected: 0, retries: 0 }
   private readonly drainWaiters = new Set<DrainWaiter>()
   private abort = new AbortController()
@@ -90,6 +116,14 @@ export class DeviceAgent extends EventEmitter<AgentEvents> {
       'retry.maxRetryAfterMs',
     )
     this.random = options.random ?? Math.random
+    this.certificate = options.certificate
+    this.renewAt = options.renewAt ?? 2 / 3
+    if (!(this.renewAt > 0 && this.renewAt < 1)) {
+      throw new WardError('ERR_CONFIG_INVALID', 'agent option renewAt must be between 0 and 1', {
+        details: { field: 'renewAt' },
+      })
+    }
+    this.now = options.now ?? Date.now
   }
 
   /** The counters as they stand now. */
@@ -179,6 +213,7 @@ export class DeviceAgent extends EventEmitter<AgentEvents> {
     let batchLimit = this.batchSize
 
     while (!this.stopping) {
+      await this.renewIfDue()
       let readings: QueuedReading[]
       try {
         readings = await this.queue.peek(batchLimit)
@@ -193,7 +228,12 @@ export class DeviceAgent extends EventEmitter<AgentEvents> {
           waiter.resolve()
         }
         this.idle = true
-        await this.queue.waitForReadings(signal)
+        const untilRenewal = this.msUntilRenewal()
+        await this.queue.waitForReadings(
+          untilRenewal === undefined
+            ? signal
+            : AbortSignal.any([signal, AbortSignal.timeout(renewalCheckDelay(untilRenewal))]),
+        )
         this.idle = false
         continue
       }
@@ -243,6 +283,30 @@ export class DeviceAgent extends EventEmitter<AgentEvents> {
         this.emit('retry', reason, delayMs)
         await sleep(delayMs, signal)
       }
+    }
+  }
+
+  /** Milliseconds until the certificate is due for renewal; undefined without a certificate. */
+  private msUntilRenewal(): number | undefined {
+    if (this.certificate === undefined) return undefined
+    const { notBefore, notAfter } = this.certificate.certificateValidity()
+    const due = notBefore.getTime() + (notAfter.getTime() - notBefore.getTime()) * this.renewAt
+    return Math.max(due, this.nextRenewalAttempt) - this.now()
+  }
+
+  private async renewIfDue(): Promise<void> {
+    const untilRenewal = this.msUntilRenewal()
+    if (untilRenewal === undefined || untilRenewal > 0 || this.stopping) return
+    try {
+      await this.certificate?.renew()
+      this.renewalFailures = 0
+      this.nextRenewalAttempt = 0
+      this.emit('renewed')
+    } catch (error) {
+      this.renewalFailures++
+      const retryInMs = Math.min(3_600_000, 60_000 * 2 ** (this.renewalFailures - 1))
+      this.nextRenewalAttempt = this.now() + retryInMs
+      this.emit('renewal-failed', error, retryInMs)
     }
   }
 
@@ -297,6 +361,12 @@ function sleep(milliseconds: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, milliseconds)
     signal.addEventListener('abort', done, { once: true })
   })
+}
+
+// Idle, the agent wakes to renew: not sooner than a second, and at least hourly, so a clock
+// that jumps forward is noticed and no timer exceeds what Node can schedule.
+function renewalCheckDelay(untilRenewal: number): number {
+  return Math.min(3_600_000, Math.max(1000, untilRenewal))
 }
 
 function positive(value: number, name: string): number {

@@ -155,6 +155,23 @@ const webCrypto = webcrypto as unknown as NonNullable<
   Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[1]
 >
 
+/** The validity period of a certificate. */
+export interface CertificateValidity {
+  readonly notBefore: Date
+  readonly notAfter: Date
+}
+
+/** A device identity whose certificate can be renewed in the field; `DeviceClient` is one. */
+export interface RenewableCertificate {
+  certificateValidity(): CertificateValidity
+  renew(): Promise<unknown>
+}
+
+function validityOf(certificateChain: string): CertificateValidity {
+  const leaf = new X509Certificate(certificateChain)
+  return { notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) }
+}
+
 interface StoredIdentity extends DeviceIdentity {
   generation: number
 }
@@ -191,8 +208,9 @@ export function enroll(options: EnrollOptions): Promise<DeviceClient> {
  * An enrolled device's connection to Ward: sends batches of readings and renews its
  * certificate, over mutual TLS with its own key, keeping connections alive between requests.
  */
-export class DeviceClient implements ReadingSender {
+export class DeviceClient implements ReadingSender, RenewableCertificate {
   private stored: StoredIdentity
+  private validity: CertificateValidity
   private agent: Agent
   private readonly endpoint: Endpoint
   private readonly caPem: string
@@ -210,6 +228,7 @@ export class DeviceClient implements ReadingSender {
     },
   ) {
     this.stored = identity
+    this.validity = validityOf(material.certificateChain)
     this.caPem = material.caPem
     this.minTlsVersion = material.minTlsVersion
     this.endpoint = endpointOf(identity.url, identity.serverName, material.timeoutMs)
@@ -378,10 +397,16 @@ export class DeviceClient implements ReadingSender {
     await unlink(join(this.keyDirectory, certificateFile(previous))).catch(() => undefined)
 
     this.stored = renewed
+    this.validity = validityOf(issued.certificateChain)
     const old = this.agent
     this.agent = this.mutualAgent(privateKeyPem, issued.certificateChain)
     old.destroy()
     return this.identity
+  }
+
+  /** When the certificate in use became valid and when it expires. */
+  certificateValidity(): CertificateValidity {
+    return this.validity
   }
 
   /** Closes the connections this client keeps open. */

@@ -153,7 +153,7 @@ async function sendCommand(args: string[]): Promise<number> {
 
   const client = await DeviceClient.open(directory, connectionOptions(values))
   const queue = await DurableQueue.open(join(directory, 'queue'))
-  const agent = new DeviceAgent({ queue, client, batchSize })
+  const agent = new DeviceAgent({ queue, client, batchSize, certificate: client })
   try {
     const enqueued = new Set<string>()
     for (const observation of observations) enqueued.add(await queue.enqueue(observation))

@@ -20,11 +20,14 @@ import {
 } from './devices/index.js'
 import {
   issueDeviceCertificate,
+  listManufacturerAuthorities,
+  registerManufacturerAuthority,
   reinstateDeviceCertificates,
   revokeDeviceCertificates,
   suspendDeviceCertificates,
   verifyFactoryIdentity,
   certificateRequestDer,
+  type ManufacturerAuthority,
 } from './identity/index.js'
 import type { EntryOutcome } from './ingest/batch.js'
 import { rewrapDataKeys, rotateKeyEncryptionKey, type RewrapResult } from './keys/index.js'
@@ -171,6 +174,33 @@ export class Fleet {
         },
       ]
     })
+  }
+
+  /**
+   * Registers a manufacturer's CA certificate (PEM) so devices it provisioned in the factory can
+   * enroll with their factory identity instead of a one-time token.
+   */
+  async registerManufacturer(
+    context: OperationContext,
+    slug: string,
+    input: { name: string; certificatePem: string },
+  ): Promise<ManufacturerAuthority> {
+    return this.#act(context, slug, async (tx, organization) => {
+      const authority = await registerManufacturerAuthority(tx, {
+        organizationId: organization.id,
+        ...input,
+      })
+      return [
+        authority,
+        configurationChange('manufacturer-ca.register', 'C', 'ManufacturerCA', authority.id),
+      ]
+    })
+  }
+
+  async listManufacturers(slug: string): Promise<ManufacturerAuthority[]> {
+    return this.#ward.store.transaction(async (tx) =>
+      listManufacturerAuthorities(tx, (await findOrganization(tx, slug)).id),
+    )
   }
 
   /** Issues a one-time enrollment token for device `serial`; shown once, stored hashed. */

@@ -77,6 +77,7 @@ async function startAgent(options: {
   serial: string
   token: string
   batchSize: number
+  clock?: () => number
 }): Promise<RunningAgent> {
   const client = await enroll({
     url: options.deviceUrl,
@@ -88,7 +89,14 @@ async function startAgent(options: {
     keyDirectory: join(options.directory, 'identity'),
   })
   const queue = await DurableQueue.open(join(options.directory, 'queue'))
-  const agent = new DeviceAgent({ queue, client, batchSize: options.batchSize, retry: fastRetry })
+  const agent = new DeviceAgent({
+    queue,
+    client,
+    batchSize: options.batchSize,
+    retry: fastRetry,
+    certificate: client,
+    ...(options.clock === undefined ? {} : { now: options.clock }),
+  })
   agent.start()
   return { client, queue, agent, enqueued: [] }
 }
@@ -202,6 +210,54 @@ for (const { dialect, skip } of dialects) {
           patientId: acme.patient.id,
         })
         assert.ok(again.some((observation) => observation.messageId === after))
+      } finally {
+        if (running !== undefined) await stopAgent(running)
+        await testWard.close()
+      }
+    })
+
+    test('renews its certificate on its own once two thirds of its lifetime have passed', async () => {
+      const testWard = await startTestWard(dialect)
+      let running: RunningAgent | undefined
+      try {
+        const acme = await createTestOrganization(testWard.ward, 'acme')
+        const { serial, token } = await registerTestDevice(testWard.ward, acme)
+        let now = Date.now()
+        running = await startAgent({
+          directory: join(testWard.directory, 'device'),
+          apiUrl: testWard.running.url,
+          deviceUrl: testWard.running.devices.url,
+          organization: acme,
+          caPem: testWard.serverCaPem,
+          serial,
+          token,
+          batchSize: 10,
+          clock: () => now,
+        })
+        await running.queue.enqueue(reading(97))
+        await running.agent.drain(AbortSignal.timeout(10_000))
+        const first = running.client.certificateValidity()
+
+        // Past two thirds of the first certificate's life: the next batch goes out renewed.
+        const lifetime = first.notAfter.getTime() - first.notBefore.getTime()
+        now = first.notBefore.getTime() + lifetime * 0.7
+        const renewed = new Promise<void>((resolve) => running?.agent.once('renewed', resolve))
+        await running.queue.enqueue(reading(98))
+        await running.agent.drain(AbortSignal.timeout(10_000))
+        await renewed
+        assert.notEqual(running.client.certificateValidity(), first)
+        assert.equal(running.agent.counters.accepted, 2)
+
+        // Halfway through the renewed certificate's life, no further renewal happens.
+        const second = running.client.certificateValidity()
+        now =
+          second.notBefore.getTime() + (second.notAfter.getTime() - second.notBefore.getTime()) / 2
+        let again = false
+        running.agent.once('renewed', () => (again = true))
+        await running.queue.enqueue(reading(99))
+        await running.agent.drain(AbortSignal.timeout(10_000))
+        assert.equal(again, false)
+        assert.equal(running.agent.counters.accepted, 3)
       } finally {
         if (running !== undefined) await stopAgent(running)
         await testWard.close()
