@@ -223,9 +223,40 @@ export class Fleet {
   /**
    * Enrolls a device: checks its proof (a one-time token bound to its serial, or a signature
    * by a factory identity under a registered manufacturer CA), issues a certificate for the key
-   * in its CSR and activates it. Every refusal gives the same answer.
+   * in its CSR and activates it. Every refusal gives the same answer, and is recorded as a
+   * security alert in the organization's log, naming the device when the serial is one of the
+   * organization's (an unknown serial is not recorded: it is whatever the caller typed).
    */
   async enroll(
+    context: OperationContext,
+    slug: string,
+    input: { serial: string; csrPem: string } & EnrollmentProof,
+  ): Promise<Enrollment> {
+    try {
+      return await this.#enroll(context, slug, input)
+    } catch (error) {
+      const refusal =
+        error instanceof WardError &&
+        error.code !== 'ERR_STORE_UNAVAILABLE' &&
+        error.code !== 'ERR_ORGANIZATION_NOT_FOUND'
+      if (refusal) {
+        await this.#act(context, slug, async (tx, organization) => {
+          const device = await findDevice(tx, organization.id, input.serial).catch(() => undefined)
+          const event: AuditEventInput = {
+            type: auditEventTypes.securityAlert,
+            operation: 'device.enroll',
+            action: 'C',
+            outcome: '4',
+            entity: device === undefined ? [] : [{ type: 'Device', what: device.id }],
+          }
+          return [undefined, event]
+        })
+      }
+      throw error
+    }
+  }
+
+  async #enroll(
     context: OperationContext,
     slug: string,
     input: { serial: string; csrPem: string } & EnrollmentProof,

@@ -442,6 +442,24 @@ for (const { dialect, skip } of dialects) {
       const missing = await enroll({ serial, token })
       assert.equal(missing.status, 400)
       assert.match((missing.json() as { detail: string }).detail, /^csr /)
+
+      // Refusals in acme's own endpoint land in acme's log as security alerts, naming the
+      // device only when the serial is acme's, and never the token.
+      const rows = await testWard.ward.store.db
+        .selectFrom('audit_entries')
+        .innerJoin('audit_logs', 'audit_logs.id', 'audit_entries.log_id')
+        .select('audit_entries.body')
+        .where('audit_logs.name', '=', acme.slug)
+        .execute()
+      const bodies = rows.map((row) => Buffer.from(row.body).toString('utf8'))
+      const alerts = bodies
+        .map((body) => JSON.parse(body) as Record<string, unknown>)
+        .filter((event) => (event['subtype'] as { code: string }).code === 'device.enroll')
+        .filter((event) => event['outcome'] === '4')
+      assert.equal(alerts.length, 4)
+      const entities = alerts.map((event) => (event['entity'] as { what: string }[])[0]?.what)
+      assert.equal(entities.filter((what) => what === undefined).length, 1)
+      for (const body of bodies) assert.ok(!body.includes(token) && !body.includes('SN-unknown'))
     })
 
     test("serves the device CA: the API certificate devices check Ward's server against", async () => {
