@@ -11,6 +11,7 @@ import { buildServer } from './http/server.js'
 import { startDeviceEndpoint, type DeviceEndpoint } from './ingest/index.js'
 import { startJobs } from './jobs/index.js'
 import type { Logger } from './logging/index.js'
+import { systemContext } from './context.js'
 import { Ward } from './ward.js'
 
 /** A Ward serving its HTTPS API and its device endpoint, with its scheduled jobs running. */
@@ -68,6 +69,14 @@ export async function serveWard(config: WardConfig, logger: Logger): Promise<Run
         intervalSeconds: config.audit.checkpointIntervalSeconds,
         run: async () => {
           await ward.signGrownCheckpoints()
+        },
+      },
+      {
+        // Often enough that a timestamp is re-signed well before it expires.
+        name: 'update-timestamps',
+        intervalSeconds: Math.max(30, Math.floor(config.updates.timestampLifetimeSeconds / 8)),
+        run: async () => {
+          await ward.updates.refreshOnlineMetadata(systemContext('update-timestamps'))
         },
       },
     ])
