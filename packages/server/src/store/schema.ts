@@ -14,11 +14,8 @@ import type { UpdatesTables } from '../updates/tables.js'
  * text, byte strings are BLOB (SQLite) or BYTEA (PostgreSQL), counters are 64-bit integers
  * read back as JavaScript numbers.
  */
-export interface Database extends KeysTables,
-    IdentityTables,
-    DevicesTables,
-    RecordsTables,
-    UpdatesTables {
+export interface Database
+  extends KeysTables, IdentityTables, DevicesTables, RecordsTables, UpdatesTables {
   organizations: OrganizationTable
   signing_keys: SigningKeyTable
   audit_logs: AuditLogTable
