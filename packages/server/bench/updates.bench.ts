@@ -25,7 +25,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
-import { DeviceClient, enroll, FirmwareUpdater } from '@ward/device'
+import { enroll, FirmwareUpdater, type DeviceClient } from '@ward/device'
 
 import { Ward, initializeWard, loadConfig, systemContext } from '../src/index.js'
 import { standardDeviceModels } from '../src/devices/index.js'

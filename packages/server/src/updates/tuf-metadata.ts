@@ -246,7 +246,7 @@ const maxMetadataBytes = 4 * 1024 * 1024
 const maxKeys = 64
 const maxTargets = 10_000
 const targetNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
-const modelPattern = /^[^\u0000-\u001f]{1,128}$/
+const modelPattern = /^\P{Cc}{1,128}$/u
 const maxNotesLength = 8192
 
 /** Parses metadata bytes of `role`, checking every field TUF and Ward rely on. */
