@@ -1,7 +1,14 @@
 // The updates domain's door: each organization's TUF repository, firmware releases by id and
 // the targets they map to, install reports, and the TUF metadata tools the offline CLI signs
 // with.
-export { Updates, findRelease, listReleases, type InstallReport } from './updates.js'
+export {
+  Updates,
+  findRelease,
+  listInstallReports,
+  listReleases,
+  type InstallReport,
+  type RecordedInstallReport,
+} from './updates.js'
 export {
   type OnlineKeys,
   type PublishBundle,

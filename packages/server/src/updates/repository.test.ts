@@ -13,6 +13,7 @@ import {
 } from '../../test/support.js'
 import { systemContext } from '../context.js'
 import { Ward, initializeWard } from '../ward.js'
+import { generateTufKey } from './offline-signing.js'
 import { OfflineSigner, firmwareImage, publish } from './test-support.js'
 
 for (const { dialect, skip } of dialects) {
@@ -137,6 +138,16 @@ for (const { dialect, skip } of dialects) {
         .execute()
       assert.equal(timestamps[0]?.version, 2)
       assert.ok(Date.parse(timestamps[0]!.expires_at) > Date.parse(timestamps[1]!.expires_at))
+    })
+
+    test('refuses a root that changes the targets keys without targets they signed', async () => {
+      const saved = offline.targetsKeys
+      offline.targetsKeys = [generateTufKey()]
+      await assert.rejects(
+        publish(ward, 'acme', offline.bundle({ 2: offline.root(2) })),
+        /root version 2 changes the targets keys: publish targets signed by the new keys with it/,
+      )
+      offline.targetsKeys = saved
     })
 
     test("refuses a root that does not list Ward's online keys", async () => {

@@ -283,6 +283,22 @@ export async function publishRepository(
       targetsBytes = bytes
     }
   }
+  if (rootVersions.length > 0 && targets === undefined && storedTargets !== undefined) {
+    // Devices check the published targets against the newest root: a root that no longer
+    // trusts the key that signed them would leave every device unable to update.
+    const file = `${storedTargets.version}.targets.json`
+    const published = parseMetadata(storedTargets.body, 'targets', file)
+    try {
+      checkThreshold(published, trusted, 'targets', file)
+    } catch (cause) {
+      throw new WardError(
+        'ERR_UPDATE_METADATA_INVALID',
+        `root version ${trusted.version} changes the targets keys: publish targets signed by ` +
+          'the new keys with it',
+        { cause, details: { file } },
+      )
+    }
+  }
   if (rootVersions.length === 0 && targets === undefined) {
     throw new WardError(
       'ERR_UPDATE_METADATA_INVALID',

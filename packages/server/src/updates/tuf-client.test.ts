@@ -11,6 +11,7 @@ import { systemContext } from '../context.js'
 import { createTestOrganization, startTestWard, type TestWard } from '../ingest/test-support.js'
 import { generateTufKey } from './offline-signing.js'
 import { signSnapshotAndTimestamp } from './repository.js'
+import { listInstallReports } from './updates.js'
 import {
   OfflineSigner,
   enrollUpdateDevice,
@@ -88,8 +89,12 @@ describe('the device agent updating through tuf-js from Ward', () => {
     assert.ok(existsSync(join(directory, 'updates', 'slots', 'b.bin')))
     assert.deepEqual(await updater.update(), { outcome: 'up-to-date', version: '1.1.0' })
 
-    const reports = await db().selectFrom('firmware_reports').selectAll().execute()
-    assert.ok(reports.some((report) => report.outcome === 'installed'))
+    const [release] = await testWard.ward.updates.listReleases(slug)
+    const reports = await listInstallReports(db(), organizationId, { releaseId: release?.id })
+    assert.deepEqual(
+      reports.map(({ outcome, fromVersion, target }) => ({ outcome, fromVersion, target })),
+      [{ outcome: 'installed', fromVersion: '1.0.0', target: 'oximeter-1.1.0.bin' }],
+    )
   })
 
   test('an image that does not come up healthy is rolled back to the previous slot', async () => {

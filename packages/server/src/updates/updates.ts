@@ -290,6 +290,42 @@ export async function findRelease(
   return releaseOf(row)
 }
 
+/** A device's install report, as recorded. */
+export interface RecordedInstallReport extends InstallReport {
+  readonly id: string
+  readonly deviceId: string
+  /** The release the target named, or null when no release had that name. */
+  readonly releaseId: string | null
+  readonly reportedAt: string
+}
+
+/**
+ * The organization's install reports, oldest first: all of them, or those about one release.
+ * What a rollout reads to see how its devices fare.
+ */
+export async function listInstallReports(
+  tx: Transaction,
+  organizationId: string,
+  filter: { releaseId?: string } = {},
+): Promise<RecordedInstallReport[]> {
+  let query = tx
+    .selectFrom('firmware_reports')
+    .selectAll()
+    .where('organization_id', '=', organizationId)
+  if (filter.releaseId !== undefined) query = query.where('release_id', '=', filter.releaseId)
+  const rows = await query.orderBy('reported_at').orderBy('id').execute()
+  return rows.map((row) => ({
+    id: row.id,
+    deviceId: row.device_id,
+    releaseId: row.release_id,
+    target: row.target_name,
+    outcome: row.outcome as InstallReport['outcome'],
+    fromVersion: row.from_version,
+    ...(row.reason === null ? {} : { reason: row.reason }),
+    reportedAt: row.reported_at,
+  }))
+}
+
 function releaseOf(row: {
   id: string
   organization_id: string
