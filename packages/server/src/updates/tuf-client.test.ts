@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 
 import { canonicalize as tufJsCanonicalize } from '@tufjs/canonical-json'
 import { isTufDate, isWardError, tufCanonicalize, tufKeyId, type WardError } from '@ward/core'
-import type { DeviceClient } from '@ward/device'
+import { FirmwareUpdater, type DeviceClient } from '@ward/device'
 
 import { systemContext } from '../context.js'
 import { createTestOrganization, startTestWard, type TestWard } from '../ingest/test-support.js'
@@ -25,6 +27,9 @@ import { metadataBytes, signMetadata, tufSignerFromPem, validSigners } from './t
 // The real tuf-js client, in the real device agent, against Ward's own repository over mutual
 // TLS. Attacks are made the way a compromised server would make them: by changing what Ward's
 // store serves, after Ward itself refused to publish the same thing where it could.
+
+// The device command as shipped: the compiled build that `npm test` makes first.
+const deviceCommand = fileURLToPath(new URL('../../../device/dist/main.js', import.meta.url))
 
 function refusedFor(reason: string | RegExp) {
   return (error: unknown) => {
@@ -123,6 +128,57 @@ describe('the device agent updating through tuf-js from Ward', () => {
     assert.equal(
       await updaterFor(client, state(), root1, { factoryVersion: '0.9.0' }).check(),
       undefined,
+    )
+  })
+
+  test('the simulator installs with ward-device update, and rolls back when told to fail', async () => {
+    const rootFile = join(testWard.directory, '1.root.json')
+    writeFileSync(rootFile, root1)
+    // Ward serves from this very process, so the command must not block it.
+    const run = (...extra: string[]) =>
+      new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [
+            deviceCommand,
+            'update',
+            '--dir',
+            join(testWard.directory, 'identity'),
+            '--root',
+            rootFile,
+            '--model',
+            'Pulse oximeter',
+            '--hardware-revision',
+            'B',
+            ...extra,
+          ],
+          { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '' } },
+          (error, stdout, stderr) => {
+            resolve({ status: error === null ? 0 : Number(error.code), stdout, stderr })
+          },
+        )
+      })
+    const failed = await run('--fail-health-check')
+    assert.equal(failed.status, 1, failed.stderr)
+    assert.equal(failed.stderr, '')
+    assert.match(
+      failed.stdout,
+      /rolled back: version 1\.1\.\d did not come up healthy; still running 1\.0\.0/,
+    )
+    const installed = await run()
+    assert.equal(installed.status, 0, installed.stderr)
+    assert.match(installed.stdout, /installed oximeter-1\.1\.\d\.bin; now running 1\.1\.\d/)
+  })
+
+  test('an install report with a field Ward does not know is refused, naming it', async () => {
+    await assert.rejects(
+      client.postJson('/updates/report', {
+        target: 'oximeter-1.1.0.bin',
+        outcome: 'installed',
+        fromVersion: '1.0.0',
+        patient: 'x',
+      }),
+      /patient is not a report field/,
     )
   })
 
@@ -470,5 +526,29 @@ describe('the device agent updating through tuf-js from Ward', () => {
     } finally {
       otherClient.close()
     }
+  })
+  test('refuses an image for another hardware revision, or larger than the device takes', async () => {
+    const fitting = offline.release({
+      name: 'oximeter-rev-a-1.4.0.bin',
+      image: firmwareImage('rev-a'),
+      fields: { version: '1.4.0', hardwareRevisions: ['A'] },
+    })
+    await publish(testWard.ward, slug, offline.bundle({}, fitting))
+    await assert.rejects(
+      updaterFor(client, state(), root1).install('oximeter-rev-a-1.4.0.bin'),
+      refusedFor('wrong-model'),
+    )
+    const revisionA = updaterFor(client, state(), root1, { hardwareRevision: 'A' })
+    assert.equal((await revisionA.check())?.target, 'oximeter-rev-a-1.4.0.bin')
+    const small = new FirmwareUpdater({
+      client,
+      stateDirectory: state(),
+      trustedRoot: root1,
+      model: 'Pulse oximeter',
+      hardwareRevision: 'A',
+      factoryVersion: '1.0.0',
+      maxImageBytes: 1024,
+    })
+    await assert.rejects(small.install('oximeter-rev-a-1.4.0.bin'), refusedFor('too-large'))
   })
 })
