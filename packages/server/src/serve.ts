@@ -11,7 +11,7 @@ import { buildServer } from './http/server.js'
 import { startDeviceEndpoint, type DeviceEndpoint } from './ingest/index.js'
 import { startJobs } from './jobs/index.js'
 import type { Logger } from './logging/index.js'
-import { systemContext } from './context.js'
+import { updateTimestampsJob } from './updates/index.js'
 import { Ward } from './ward.js'
 
 /** A Ward serving its HTTPS API and its device endpoint, with its scheduled jobs running. */
@@ -71,14 +71,7 @@ export async function serveWard(config: WardConfig, logger: Logger): Promise<Run
           await ward.signGrownCheckpoints()
         },
       },
-      {
-        // Often enough that a timestamp is re-signed well before it expires.
-        name: 'update-timestamps',
-        intervalSeconds: Math.max(30, Math.floor(config.updates.timestampLifetimeSeconds / 8)),
-        run: async () => {
-          await ward.updates.refreshOnlineMetadata(systemContext('update-timestamps'))
-        },
-      },
+      updateTimestampsJob(ward),
     ])
     logger.info({ url, deviceUrl: devices.url, store: ward.store.dialect }, 'listening')
 

@@ -41,6 +41,7 @@ export {
   type TufSigner,
 } from './tuf-metadata.js'
 export { registerUpdateRoutes } from './routes.js'
+export { updateTimestampsJob } from './timestamp-job.js'
 export {
   buildRoot,
   buildTargets,

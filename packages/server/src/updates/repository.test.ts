@@ -13,7 +13,10 @@ import {
 } from '../../test/support.js'
 import { systemContext } from '../context.js'
 import { Ward, initializeWard } from '../ward.js'
+import { findOrganization } from '../tenancy/index.js'
 import { generateTufKey } from './offline-signing.js'
+import { signSnapshotAndTimestamp } from './repository.js'
+import { updateTimestampsJob } from './timestamp-job.js'
 import { OfflineSigner, firmwareImage, publish } from './test-support.js'
 
 for (const { dialect, skip } of dialects) {
@@ -138,6 +141,36 @@ for (const { dialect, skip } of dialects) {
         .execute()
       assert.equal(timestamps[0]?.version, 2)
       assert.ok(Date.parse(timestamps[0]!.expires_at) > Date.parse(timestamps[1]!.expires_at))
+    })
+
+    test('the scheduled job re-signs a timestamp that is past half its life', async () => {
+      const organization = await findOrganization(ward.store.db, 'acme')
+      // A timestamp signed 40 minutes ago with a lifetime of an hour has 20 minutes left.
+      await ward.store.transaction((tx) =>
+        signSnapshotAndTimestamp(
+          tx,
+          ward.keys,
+          ward.config.updates,
+          organization.id,
+          new Date(Date.now() - 2400 * 1000),
+        ),
+      )
+      const newest = () =>
+        ward.store.db
+          .selectFrom('update_metadata')
+          .select(['version', 'expires_at'])
+          .where('role', '=', 'timestamp')
+          .orderBy('version', 'desc')
+          .executeTakeFirstOrThrow()
+      const stale = await newest()
+      const job = updateTimestampsJob(ward)
+      assert.equal(job.intervalSeconds, 450)
+      await job.run()
+      const fresh = await newest()
+      assert.equal(fresh.version, stale.version + 1)
+      assert.ok(Date.parse(fresh.expires_at) - Date.now() > 3500 * 1000)
+      await job.run()
+      assert.equal((await newest()).version, fresh.version)
     })
 
     test('refuses a root that changes the targets keys without targets they signed', async () => {
