@@ -17,6 +17,7 @@ import {
 } from '@ward/server'
 
 import { fleetCommand, fleetOptions, fleetUsage } from './fleet-commands.js'
+import { updateCommand, updateOptions, updateUsage } from './update-commands.js'
 import { verifyExport } from './verify.js'
 
 const usage = `ward — Ward's operator command
@@ -35,6 +36,7 @@ usage:
                                                 check an exported log offline
   ward config reference                         print every setting as a Markdown table
 ${fleetUsage}
+${updateUsage}
 
 Settings come from WARD_* variables or a JSON file named by WARD_CONFIG; see the README.
 `
@@ -75,6 +77,23 @@ async function main(argv: string[]): Promise<number> {
       const lines = await withWard((ward) =>
         fleetCommand(ward, operatorContext(), command, subcommand ?? '', values, required),
       )
+      if (lines === undefined) break
+      for (const line of lines) console.log(line)
+      return 0
+    }
+    case 'updates': {
+      const { values, positionals } = parse(
+        argv.slice(2),
+        updateOptions,
+        subcommand === 'publish' ? 1 : 0,
+      )
+      const lines = await updateCommand(subcommand ?? '', {
+        values,
+        positionals,
+        context: operatorContext(),
+        withWard,
+        required,
+      })
       if (lines === undefined) break
       for (const line of lines) console.log(line)
       return 0

@@ -51,6 +51,10 @@ export type WardErrorCode =
   | 'ERR_RATE_LIMITED'
   | 'ERR_PAYLOAD_TOO_LARGE'
   | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_UPDATE_METADATA_INVALID'
+  | 'ERR_UPDATE_REPOSITORY_NOT_FOUND'
+  | 'ERR_RELEASE_NOT_FOUND'
+  | 'ERR_UPDATE_REFUSED'
   | 'ERR_INTERNAL'
 
 /** Structured, PHI-free facts about an error: field names, limits, indexes, paths. */

@@ -409,6 +409,29 @@ export class DeviceClient implements ReadingSender, RenewableCertificate {
     return this.validity
   }
 
+  /**
+   * Downloads `path` from Ward's device endpoint over mutual TLS. Resolves with the status and
+   * body of any answer; rejects with a `DeliveryError` when the connection fails, no answer
+   * comes in time or the body would exceed `maxBytes` (the download stops there).
+   */
+  download(
+    path: string,
+    maxBytes: number,
+    signal?: AbortSignal,
+  ): Promise<{ status: number; body: Buffer }> {
+    return download(this.endpoint, this.agent, path, maxBytes, signal)
+  }
+
+  /**
+   * Posts `payload` as JSON to `path` over mutual TLS and resolves with the parsed answer;
+   * a `DeliveryError` when Ward answers with an error or cannot be reached.
+   */
+  async postJson(path: string, payload: unknown): Promise<unknown> {
+    const answer = await post(this.endpoint, this.agent, path, payload)
+    if (answer.status < 200 || answer.status > 299) throw refusal(answer, path)
+    return answer.body
+  }
+
   /** Closes the connections this client keeps open. */
   close(): void {
     this.agent.destroy()
@@ -609,6 +632,75 @@ function post(
       fail(error)
     })
     outgoing.end(body)
+  })
+}
+
+function download(
+  endpoint: Endpoint,
+  agent: Agent,
+  path: string,
+  maxBytes: number,
+  signal?: AbortSignal,
+): Promise<{ status: number; body: Buffer }> {
+  const base = endpoint.url.pathname.replace(/\/+$/, '')
+  return new Promise((resolve, reject) => {
+    const fail = (cause: unknown) => {
+      const reason = (cause as NodeJS.ErrnoException).code ?? (cause as Error).message
+      reject(
+        new DeliveryError('ERR_STORE_UNAVAILABLE', `the download of ${path} failed (${reason})`, {
+          cause,
+        }),
+      )
+    }
+    const outgoing = request(
+      {
+        protocol: 'https:',
+        hostname: endpoint.url.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: endpoint.url.port === '' ? 443 : Number(endpoint.url.port),
+        path: `${base}${path}`,
+        method: 'GET',
+        agent,
+        servername: endpoint.serverName,
+        checkServerIdentity: (_host: string, certificate: PeerCertificate) =>
+          checkServerIdentity(wardHostName(endpoint.serverName), certificate),
+        signal,
+      },
+      (incoming) => {
+        const chunks: Buffer[] = []
+        let received = 0
+        incoming.on('data', (chunk: Buffer) => {
+          received += chunk.length
+          if (received > maxBytes) {
+            clearTimeout(timer)
+            reject(
+              new DeliveryError(
+                'ERR_PAYLOAD_TOO_LARGE',
+                `${path} is larger than ${maxBytes} bytes`,
+                {},
+              ),
+            )
+            incoming.destroy()
+            outgoing.destroy()
+            return
+          }
+          chunks.push(chunk)
+        })
+        incoming.on('error', fail)
+        incoming.on('end', () => {
+          clearTimeout(timer)
+          resolve({ status: incoming.statusCode ?? 0, body: Buffer.concat(chunks) })
+        })
+      },
+    )
+    const timer = setTimeout(
+      () => outgoing.destroy(new Error(`no answer within ${endpoint.timeoutMs} ms`)),
+      endpoint.timeoutMs,
+    )
+    outgoing.on('error', (error) => {
+      clearTimeout(timer)
+      fail(error)
+    })
+    outgoing.end()
   })
 }
 

@@ -12,6 +12,7 @@ import { observationsIn } from './fhir.js'
 import type { Observation } from './fhir.js'
 import { DurableQueue } from './queue.js'
 import { simulate } from './simulate.js'
+import { updateCommand, updateCommandUsage } from './update-command.js'
 
 const usage = `ward-device — Ward's device agent and fleet simulator
 
@@ -31,7 +32,7 @@ usage:
                        [--template <file>]... [--batch-size <n>] [--drain <seconds>]
       run <n> devices in this process, each making <r> readings a second for <seconds>,
       printing progress every second; device i lives in <dir>/device-<i>
-
+${updateCommandUsage}
 options:
   --url <url>            Ward's device endpoint, e.g. https://ward.example.org:8444
   --enrollment-url <url> where Ward accepts enrollment: its API, e.g.
@@ -84,6 +85,8 @@ async function main(argv: string[]): Promise<number> {
       return sendCommand(args)
     case 'simulate':
       return simulateCommand(args)
+    case 'update':
+      return updateCommand(args)
   }
   throw new UsageError(`unknown command: ${command}`)
 }

@@ -11,6 +11,7 @@ import { buildServer } from './http/server.js'
 import { startDeviceEndpoint, type DeviceEndpoint } from './ingest/index.js'
 import { startJobs } from './jobs/index.js'
 import type { Logger } from './logging/index.js'
+import { updateTimestampsJob } from './updates/index.js'
 import { Ward } from './ward.js'
 
 /** A Ward serving its HTTPS API and its device endpoint, with its scheduled jobs running. */
@@ -70,6 +71,7 @@ export async function serveWard(config: WardConfig, logger: Logger): Promise<Run
           await ward.signGrownCheckpoints()
         },
       },
+      updateTimestampsJob(ward),
     ])
     logger.info({ url, deviceUrl: devices.url, store: ward.store.dialect }, 'listening')
 

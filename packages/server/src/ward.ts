@@ -39,6 +39,7 @@ import {
 } from './keys/index.js'
 import { openStore, type Store, type Transaction } from './store/index.js'
 import { insertOrganization, listOrganizations, type Organization } from './tenancy/index.js'
+import { Updates } from './updates/index.js'
 
 /** Files in Ward's home directory. */
 export function homePaths(home: string) {
@@ -163,6 +164,8 @@ export class Ward {
   readonly keyring: Keyring
   /** Device models, devices, patients, enrollment and readings. */
   readonly fleet: Fleet
+  /** TUF repositories, firmware releases and install reports. */
+  readonly updates: Updates
 
   private constructor(config: WardConfig, store: Store, keys: KeyWrappingProvider) {
     this.config = config
@@ -175,6 +178,7 @@ export class Ward {
       keyShares: LocalKeyShareStore.open(homePaths(config.home).keyShares),
     })
     this.fleet = new Fleet(this)
+    this.updates = new Updates(this)
   }
 
   /** Records `input` in log `logName` inside `tx`, as done under `context`. */

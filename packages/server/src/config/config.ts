@@ -193,6 +193,27 @@ export const settings: readonly Setting[] = [
     rule: { kind: 'integer', min: 1, max: 86_400 },
     defaultValue: () => 60,
   },
+  {
+    name: 'updates.maxImageBytes',
+    env: 'WARD_UPDATES_MAX_IMAGE_BYTES',
+    description: 'largest firmware image a release may carry',
+    rule: { kind: 'integer', min: 1024, max: 512 * 1024 * 1024 },
+    defaultValue: () => 64 * 1024 * 1024,
+  },
+  {
+    name: 'updates.timestampLifetimeSeconds',
+    env: 'WARD_UPDATES_TIMESTAMP_LIFETIME_SECONDS',
+    description: 'how long a signed TUF timestamp stays valid; re-signed at half its life',
+    rule: { kind: 'integer', min: 60, max: 30 * 86_400 },
+    defaultValue: () => 86_400,
+  },
+  {
+    name: 'updates.snapshotLifetimeSeconds',
+    env: 'WARD_UPDATES_SNAPSHOT_LIFETIME_SECONDS',
+    description: 'how long a signed TUF snapshot stays valid; re-signed at half its life',
+    rule: { kind: 'integer', min: 60, max: 365 * 86_400 },
+    defaultValue: () => 7 * 86_400,
+  },
 ]
 
 /** Ward's validated configuration. Paths are absolute. */
@@ -225,6 +246,11 @@ export interface WardConfig {
   }
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent' }
   readonly audit: { readonly checkpointIntervalSeconds: number }
+  readonly updates: {
+    readonly maxImageBytes: number
+    readonly timestampLifetimeSeconds: number
+    readonly snapshotLifetimeSeconds: number
+  }
 }
 
 /** Where configuration comes from; tests pass these explicitly instead of touching `process`. */
@@ -419,6 +445,11 @@ function toConfig(values: Record<string, unknown>): WardConfig {
     },
     log: { level: get('log.level') },
     audit: { checkpointIntervalSeconds: get('audit.checkpointIntervalSeconds') },
+    updates: {
+      maxImageBytes: get('updates.maxImageBytes'),
+      timestampLifetimeSeconds: get('updates.timestampLifetimeSeconds'),
+      snapshotLifetimeSeconds: get('updates.snapshotLifetimeSeconds'),
+    },
   }
 }
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import type { SecureContext, TLSSocket } from 'node:tls'
 
-import Fastify, { LogController, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify'
 
 import { WardError, isWardError, type WardErrorCode } from '@ward/core'
 
@@ -19,6 +19,7 @@ import { requestIdOf } from '../http/request-id.js'
 import { tls12CipherSuites, tls13CipherSuites } from '../http/tls.js'
 import { identifyDevice } from '../identity/index.js'
 import type { Logger } from '../logging/index.js'
+import { registerUpdateRoutes } from '../updates/index.js'
 import type { Ward } from '../ward.js'
 import { batchResponse, readingsOf } from './batch.js'
 import { DeviceConnections, type ConnectedDevice } from './device-connections.js'
@@ -322,6 +323,11 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
     const renewal = await ward.fleet.renew(context, device.organizationId, device.deviceId, csr)
     return reply.status(201).send(renewal)
   })
+
+  // The routes need only the base instance type; this one differs only in its logger's type.
+  registerUpdateRoutes(app as unknown as FastifyInstance, ward, (request) =>
+    admittedDevice(admitted, request),
+  )
 
   const onTrustChanged = (organizationId: string, deviceId: string) => {
     reactTo(organizationId, deviceId)

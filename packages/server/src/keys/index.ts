@@ -30,6 +30,7 @@ export {
   createSigningKey,
   findSigningKey,
   loadNoteSigner,
+  unwrapSigningKey,
   type NoteSigner,
   type SigningKeyPurpose,
   type SigningKeyRecord,

@@ -4,6 +4,7 @@ import {
   generateKeyPairSync,
   randomUUID,
   sign,
+  type KeyObject,
 } from 'node:crypto'
 
 import { WardError, bytesEqual, noteKeyId } from '@ward/core'
@@ -12,7 +13,7 @@ import type { Transaction } from '../store/index.js'
 import type { KeyWrappingProvider } from './master-key.js'
 
 /** What a signing key is for; part of the wrapping context, so keys cannot swap roles. */
-export type SigningKeyPurpose = 'audit-log'
+export type SigningKeyPurpose = 'audit-log' | 'update-snapshot' | 'update-timestamp'
 
 /** The public facts of a signing key. */
 export interface SigningKeyRecord {
@@ -102,6 +103,24 @@ export async function loadNoteSigner(
   id: string,
   name: string,
 ): Promise<NoteSigner> {
+  const { privateKey, publicKey } = await unwrapSigningKey(tx, provider, id)
+  return {
+    name,
+    keyId: noteKeyId(name, publicKey),
+    publicKey,
+    sign: (message) => new Uint8Array(sign(null, message, privateKey)),
+  }
+}
+
+/**
+ * Unwraps signing key `id`, checking that the private key matches the stored public key, and
+ * returns both. The private key object lives only in this process's memory.
+ */
+export async function unwrapSigningKey(
+  tx: Transaction,
+  provider: KeyWrappingProvider,
+  id: string,
+): Promise<{ privateKey: KeyObject; publicKey: Uint8Array; purpose: SigningKeyPurpose }> {
   const row = await tx
     .selectFrom('signing_keys')
     .selectAll()
@@ -113,10 +132,8 @@ export async function loadNoteSigner(
   if (row.provider !== provider.name) {
     throw new WardError('ERR_KEY_UNAVAILABLE', `signing key ${id} is held by ${row.provider}`)
   }
-  const seed = await provider.unwrap(
-    row.wrapped_private_key,
-    wrappingContext(id, row.purpose as SigningKeyPurpose),
-  )
+  const purpose = row.purpose as SigningKeyPurpose
+  const seed = await provider.unwrap(row.wrapped_private_key, wrappingContext(id, purpose))
   const privateKey = createPrivateKey({
     key: Buffer.concat([ed25519Pkcs8Prefix, seed]),
     format: 'der',
@@ -128,13 +145,7 @@ export async function loadNoteSigner(
   if (!bytesEqual(derived, row.public_key)) {
     throw new WardError('ERR_KEY_INVALID', `signing key ${id} does not match its public key`)
   }
-
-  return {
-    name,
-    keyId: noteKeyId(name, derived),
-    publicKey: derived,
-    sign: (message) => new Uint8Array(sign(null, message, privateKey)),
-  }
+  return { privateKey, publicKey: derived, purpose }
 }
 
 function wrappingContext(id: string, purpose: SigningKeyPurpose): string {

@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+
+import { isWardError } from '@ward/core'
+
+import {
+  dialects,
+  freshDatabase,
+  temporaryDirectory,
+  testConfig,
+  type TestDatabase,
+} from '../../test/support.js'
+import { systemContext } from '../context.js'
+import { Ward, initializeWard } from '../ward.js'
+import { findOrganization } from '../tenancy/index.js'
+import { generateTufKey } from './offline-signing.js'
+import { signSnapshotAndTimestamp } from './repository.js'
+import { updateTimestampsJob } from './timestamp-job.js'
+import { OfflineSigner, firmwareImage, publish } from './test-support.js'
+
+for (const { dialect, skip } of dialects) {
+  describe(`update repositories on ${dialect}`, { skip }, () => {
+    let directory: ReturnType<typeof temporaryDirectory>
+    let database: TestDatabase
+    let ward: Ward
+    let offline: OfflineSigner
+
+    before(async () => {
+      directory = temporaryDirectory()
+      database = await freshDatabase(dialect, directory.path)
+      const config = testConfig(join(directory.path, 'home'), database.url, {
+        WARD_UPDATES_MAX_IMAGE_BYTES: '65536',
+        WARD_UPDATES_TIMESTAMP_LIFETIME_SECONDS: '3600',
+      })
+      await initializeWard(config, systemContext('test'))
+      ward = await Ward.open(config)
+      await ward.createOrganization(systemContext('test'), { slug: 'acme', name: 'Acme clinic' })
+      offline = new OfflineSigner(await ward.updates.onlineKeys(systemContext('test'), 'acme'))
+    })
+
+    after(async () => {
+      await ward?.close()
+      await database?.drop()
+      directory?.remove()
+    })
+
+    test('publishes a signed release with its SBOM, auditing each step', async () => {
+      const before = (await ward.findAuditLog('acme')).size
+      const sbom = new TextEncoder().encode('{"bomFormat":"CycloneDX"}')
+      const targets = offline.release({ name: 'fw-1.1.0.bin', image: firmwareImage('a'), sbom })
+      const result = await publish(ward, 'acme', offline.bundle({ 1: offline.root(1) }, targets))
+      assert.deepEqual(result.rootVersions, [1])
+      assert.equal(result.targetsVersion, 1)
+      assert.equal(result.snapshotVersion, 1)
+      assert.equal(result.timestampVersion, 1)
+
+      const [release] = await ward.updates.listReleases('acme')
+      assert.equal(release?.targetName, 'fw-1.1.0.bin')
+      assert.equal(release?.version, '1.1.0')
+      assert.equal(release?.minVersion, '1.0.0')
+      assert.deepEqual(release?.models, ['Pulse oximeter'])
+      assert.equal(release?.hasSbom, true)
+      assert.deepEqual(await ward.updates.findRelease('acme', release!.id), release)
+      // root, targets, release, snapshot, timestamp
+      assert.equal((await ward.findAuditLog('acme')).size - before, 5)
+    })
+
+    test('refuses targets older than or equal to the published ones, and releases that change', async () => {
+      await assert.rejects(
+        publish(ward, 'acme', offline.bundle({ 1: offline.root(1) })),
+        /1\.root\.json differs from the root version 1 already published|nothing new/,
+      )
+      const saved = offline.targets
+      offline.targets = undefined
+      const older = offline.release({ name: 'fw-1.1.0.bin', image: firmwareImage('b') })
+      await assert.rejects(
+        publish(ward, 'acme', offline.bundle({}, older)),
+        /differs from the targets version 1/,
+      )
+      offline.targets = { ...saved!, signed: { ...saved!.signed, version: 1 } }
+      const changed = offline.release({
+        name: 'fw-1.2.0.bin',
+        image: firmwareImage('c'),
+        fields: { version: '1.2.0' },
+      })
+      const tampered = JSON.parse(new TextDecoder().decode(changed.bytes))
+      tampered.signed.targets['fw-1.1.0.bin'].length += 1
+      await assert.rejects(
+        publish(
+          ward,
+          'acme',
+          offline.bundle(
+            {},
+            { ...changed, bytes: new TextEncoder().encode(JSON.stringify(tampered)) },
+          ),
+        ),
+        (error: unknown) => isWardError(error, 'ERR_SIGNATURE_INVALID'),
+      )
+      offline.targets = saved
+    })
+
+    test('refuses an image over the size limit and one whose bytes do not match', async () => {
+      const saved = offline.targets
+      const big = offline.release({
+        name: 'fw-big.bin',
+        image: firmwareImage('d', 70_000),
+        fields: { version: '2.0.0' },
+      })
+      await assert.rejects(
+        publish(ward, 'acme', offline.bundle({}, big)),
+        (error: unknown) =>
+          isWardError(error, 'ERR_PAYLOAD_TOO_LARGE') &&
+          /at most 65536/.test((error as Error).message),
+      )
+      offline.targets = saved
+      const wrong = offline.release({
+        name: 'fw-1.3.0.bin',
+        image: firmwareImage('e'),
+        fields: { version: '1.3.0' },
+      })
+      const sha = offline.targets!.signed.targets['fw-1.3.0.bin']!.hashes.sha256
+      offline.images.set(sha, firmwareImage('f'))
+      await assert.rejects(
+        publish(ward, 'acme', offline.bundle({}, wrong)),
+        /hashes to [0-9a-f]{64} but the signed metadata says/,
+      )
+      offline.targets = saved
+    })
+
+    test('re-signs the timestamp past half its lifetime, and not before', async () => {
+      const context = systemContext('test')
+      assert.equal(await ward.updates.refreshOnlineMetadata(context), 0)
+      const later = new Date(Date.now() + 1900 * 1000)
+      assert.equal(await ward.updates.refreshOnlineMetadata(context, later), 1)
+      const timestamps = await ward.store.db
+        .selectFrom('update_metadata')
+        .select(['version', 'expires_at'])
+        .where('role', '=', 'timestamp')
+        .orderBy('version', 'desc')
+        .execute()
+      assert.equal(timestamps[0]?.version, 2)
+      assert.ok(Date.parse(timestamps[0]!.expires_at) > Date.parse(timestamps[1]!.expires_at))
+    })
+
+    test('the scheduled job re-signs a timestamp that is past half its life', async () => {
+      const organization = await findOrganization(ward.store.db, 'acme')
+      // A timestamp signed 40 minutes ago with a lifetime of an hour has 20 minutes left.
+      await ward.store.transaction((tx) =>
+        signSnapshotAndTimestamp(
+          tx,
+          ward.keys,
+          ward.config.updates,
+          organization.id,
+          new Date(Date.now() - 2400 * 1000),
+        ),
+      )
+      const newest = () =>
+        ward.store.db
+          .selectFrom('update_metadata')
+          .select(['version', 'expires_at'])
+          .where('role', '=', 'timestamp')
+          .orderBy('version', 'desc')
+          .executeTakeFirstOrThrow()
+      const stale = await newest()
+      const job = updateTimestampsJob(ward)
+      assert.equal(job.intervalSeconds, 450)
+      await job.run()
+      const fresh = await newest()
+      assert.equal(fresh.version, stale.version + 1)
+      assert.ok(Date.parse(fresh.expires_at) - Date.now() > 3500 * 1000)
+      await job.run()
+      assert.equal((await newest()).version, fresh.version)
+    })
+
+    test('refuses a root that changes the targets keys without targets they signed', async () => {
+      const saved = offline.targetsKeys
+      offline.targetsKeys = [generateTufKey()]
+      await assert.rejects(
+        publish(ward, 'acme', offline.bundle({ 2: offline.root(2) })),
+        /root version 2 changes the targets keys: publish targets signed by the new keys with it/,
+      )
+      offline.targetsKeys = saved
+    })
+
+    test("refuses a root that does not list Ward's online keys", async () => {
+      const stranger = new OfflineSigner({
+        snapshot: offline.online.timestamp,
+        timestamp: offline.online.snapshot,
+      })
+      stranger.rootKeys = offline.rootKeys
+      await assert.rejects(
+        publish(ward, 'acme', stranger.bundle({ 2: stranger.root(2) })),
+        /the snapshot role must list only Ward's online snapshot key/,
+      )
+    })
+  })
+}
