@@ -127,6 +127,36 @@ export function hiddenResource(): WardError {
   return new WardError('ERR_NOT_FOUND', 'no such resource')
 }
 
+/** A string schema allowing exactly `values`, described as one `enum`. */
+export function oneOf<T extends string>(values: readonly T[]) {
+  return Type.Unsafe<T>({ type: 'string', enum: [...values] })
+}
+
+/**
+ * Turns the first schema violation into `ERR_INPUT_INVALID` naming the field and what it
+ * allows. Values are never quoted; a property that is not allowed is named (cut at 64
+ * characters), since its name is what the caller must remove.
+ */
+function schemaError(
+  errors: readonly {
+    instancePath: string
+    keyword: string
+    message?: string
+    params: Record<string, unknown>
+  }[],
+  dataVar: string,
+): WardError {
+  const first = errors[0]
+  const field = `${dataVar}${first?.instancePath ?? ''}`
+  let rule = first?.message ?? 'is invalid'
+  if (first?.keyword === 'additionalProperties') {
+    rule = `may not have ${String(first.params['additionalProperty']).slice(0, 64)}`
+  } else if (first?.keyword === 'enum') {
+    rule = `must be one of ${(first.params['allowedValues'] as unknown[]).join(', ')}`
+  }
+  return new WardError('ERR_INPUT_INVALID', `${field} ${rule}`, { details: { field } })
+}
+
 /** RFC 9457 problem details, as every error answers. */
 export const ProblemSchema = Type.Object(
   {
@@ -176,11 +206,7 @@ export function registerApiRoutes(
         tags: [route.tag],
         description: `Action \`${route.action}\`; purpose of use \`${route.purposeOfUse}\` unless the request names another in \`${purposeHeader}\`.`,
         security: [{ bearer: [] }],
-        headers: Type.Object({
-          [purposeHeader]: Type.Optional(
-            Type.Union(purposesOfUse.map((code) => Type.Literal(code))),
-          ),
-        }),
+        headers: Type.Object({ [purposeHeader]: Type.Optional(oneOf(purposesOfUse)) }),
         ...(route.schema.params === undefined ? {} : { params: route.schema.params }),
         ...(route.schema.querystring === undefined
           ? {}
@@ -194,13 +220,7 @@ export function registerApiRoutes(
           404: ProblemSchema,
         },
       },
-      schemaErrorFormatter: (errors, dataVar) => {
-        const first = errors[0]
-        const field = `${dataVar}${first?.instancePath ?? ''}`
-        return new WardError('ERR_INPUT_INVALID', `${field} ${first?.message ?? 'is invalid'}`, {
-          details: { field },
-        })
-      },
+      schemaErrorFormatter: schemaError,
       onRequest: async (request) => {
         const principal = await authenticate(request)
         if (principal === undefined) {

@@ -23,7 +23,7 @@ import {
 } from '../../records/index.js'
 import { findOrganization, findOrganizationById, type Organization } from '../../tenancy/index.js'
 import type { Ward } from '../../ward.js'
-import { apiRoute, hiddenResource, type ApiRoute, type Resolved } from '../api-route.js'
+import { apiRoute, hiddenResource, oneOf, type ApiRoute, type Resolved } from '../api-route.js'
 
 // Path parameters, each in the one spelling Ward issues.
 const Slug = Type.String({ pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$' })
@@ -561,7 +561,7 @@ export const apiRoutes: readonly ApiRoute[] = [
     params: PatientParams,
     body: Type.Object(
       {
-        reasonCode: Type.Union(breakGlassReasonCodes.map((code) => Type.Literal(code))),
+        reasonCode: oneOf(breakGlassReasonCodes),
         reason: Type.String({
           minLength: breakGlassReasonLength.min,
           maxLength: breakGlassReasonLength.max,
@@ -587,7 +587,11 @@ export const apiRoutes: readonly ApiRoute[] = [
     params: OrganizationParams,
     querystring: Type.Object(
       {
-        status: Type.Union([Type.Literal('open'), Type.Literal('closed')], { default: 'open' }),
+        status: Type.Unsafe<'open' | 'closed'>({
+          type: 'string',
+          enum: ['open', 'closed'],
+          default: 'open',
+        }),
         limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }),
       },
       strict,
@@ -607,10 +611,7 @@ export const apiRoutes: readonly ApiRoute[] = [
     summary: 'Closes the review of an emergency grant, ending the grant if it still runs',
     tag: 'break-glass',
     params: GrantParams,
-    body: Type.Object(
-      { outcome: Type.Union(breakGlassReviewOutcomes.map((code) => Type.Literal(code))) },
-      strict,
-    ),
+    body: Type.Object({ outcome: oneOf(breakGlassReviewOutcomes) }, strict),
     response: { 200: GrantOut },
     resolve: async (ward, params) => {
       const organization = await organizationOf(ward, params.organization)
