@@ -112,6 +112,30 @@ export interface AccessDecision {
   readonly role?: Role
 }
 
+/** What each action is about; a request naming another kind of resource is refused. */
+const resourceTypes: Readonly<Record<Action, readonly ResourceType[]>> = {
+  'organization.list': ['platform'],
+  'device-model.list': ['organization'],
+  'device-model.create': ['organization'],
+  'device.list': ['organization'],
+  'device.create': ['organization'],
+  'device.assign': ['device'],
+  'device.suspend': ['device'],
+  'device.reinstate': ['device'],
+  'device.revoke': ['device'],
+  'enrollment-token.create': ['device'],
+  'patient.list': ['organization'],
+  'patient.create': ['organization'],
+  'care-team.list': ['organization'],
+  'care-team.read': ['care-team'],
+  'care-team.create': ['organization'],
+  'care-team.manage': ['care-team'],
+  'break-glass.open': ['patient'],
+  'break-glass.review': ['organization', 'break-glass-grant'],
+  'observation.read': ['patient'],
+  'audit-log.read': ['audit-log'],
+}
+
 /** Purposes of use that administrative actions are done for. */
 const administration: readonly PurposeOfUse[] = ['HSYSADMIN', 'HOPERAT']
 
@@ -242,10 +266,12 @@ const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permiss
  * 4. `deny.no-grant` — no role in the resource's organization (or, for platform resources, no
  *    platform role). Callers answer this one as "not found", since the resource is not theirs
  *    to know of.
- * 5. `deny.purpose-of-use` — a role may do the action, but not for this purpose.
- * 6. `deny.not-own-patient`, `deny.not-care-team`, `deny.not-team-member`: the action is the
+ * 5. `deny.resource-type` — the resource is not the kind the action is about (a route that
+ *    resolves the wrong thing is refused rather than trusted).
+ * 6. `deny.purpose-of-use` — a role may do the action, but not for this purpose.
+ * 7. `deny.not-own-patient`, `deny.not-care-team`, `deny.not-team-member`: the action is the
  *    role's, but the resource is another patient's or another team's.
- * 7. `deny.role` — none of the principal's roles there may do the action.
+ * 8. `deny.role` — none of the principal's roles there may do the action.
  *
  * An allowed decision names `<role>.<rule>`, e.g. `clinician.emergency-access`.
  */
@@ -268,6 +294,7 @@ export function decide(request: AccessRequest): AccessDecision {
     )
     .map((grant) => grant.role)
   if (rolesHere.length === 0) return deny('deny.no-grant')
+  if (!resourceTypes[action].includes(resource.type)) return deny('deny.resource-type')
 
   // The most telling reason among the roles that came close, if none allows.
   let refusal = 'deny.role'
