@@ -3,19 +3,19 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 
 import { WardError } from '@ward/core'
 
-import type { Access } from '../access/access.js'
-import type { BreakGlassGrant } from '../access/break-glass.js'
-import type { CareTeam } from '../access/care-teams.js'
 import {
   decide,
   isPurposeOfUse,
   purposesOfUse,
+  type Access,
   type AccessDecision,
   type Action,
+  type BreakGlassGrant,
+  type CareTeam,
+  type Principal,
   type PurposeOfUse,
   type Resource,
-} from '../access/policy.js'
-import type { Principal } from '../access/principal.js'
+} from '../access/index.js'
 import type { OperationContext } from '../context.js'
 import type { Device } from '../devices/index.js'
 import type { Patient } from '../records/index.js'

@@ -6,8 +6,7 @@ import Fastify, { LogController } from 'fastify'
 
 import { WardError } from '@ward/core'
 
-import { Access } from '../access/access.js'
-import { OperatorToken } from '../access/api-token.js'
+import { Access, OperatorToken } from '../access/index.js'
 import type { Logger } from '../logging/index.js'
 import { homePaths, type Ward } from '../ward.js'
 import { authenticateNobody, registerApiRoutes, type Authenticate } from './api-route.js'

@@ -7,11 +7,12 @@ import {
   breakGlassReasonLength,
   breakGlassReviewOutcomes,
   findBreakGlassGrant,
+  findCareTeam,
   type BreakGlassGrant,
   type BreakGlassReviewItem,
-} from '../../access/break-glass.js'
-import { findCareTeam, type CareTeam } from '../../access/care-teams.js'
-import type { Principal } from '../../access/principal.js'
+  type CareTeam,
+  type Principal,
+} from '../../access/index.js'
 import type { Device, DeviceModel } from '../../devices/index.js'
 import { findDevice } from '../../devices/index.js'
 import { readPatientReadings } from '../../readings.js'
