@@ -75,7 +75,6 @@ const allSituations = Object.keys(situations) as Situation[]
 /** Situations by the kind of resource, inside organization A. */
 const org: Situation[] = ['organization']
 const device: Situation[] = ['device']
-const patients: Situation[] = ['care-team-patient', 'other-patient', 'emergency-patient', 'self']
 const admin: PurposeOfUse[] = ['HSYSADMIN', 'HOPERAT']
 
 /** [actions, purposes, situations]: what a role may do, for which purposes, where. */
@@ -90,7 +89,7 @@ const expected: Record<Role, Allowance[]> = {
   clinician: [
     [['observation.read'], ['TREAT'], ['care-team-patient']],
     [['observation.read'], ['ETREAT'], ['emergency-patient']],
-    [['break-glass.open'], ['ETREAT'], patients],
+    [['break-glass.open'], ['ETREAT'], ['other-patient', 'emergency-patient', 'self']],
     [['care-team.list'], ['TREAT', 'HOPERAT'], org],
     [['care-team.read'], ['TREAT', 'HOPERAT'], ['own-team']],
   ],
@@ -382,6 +381,10 @@ describe('access policy', () => {
       'deny.not-team-member',
     )
     assert.equal(ask(clinician, 'device.list', 'HSYSADMIN', 'organization').rule, 'deny.role')
+    assert.equal(
+      ask(clinician, 'break-glass.open', 'ETREAT', 'care-team-patient').rule,
+      'deny.care-team-covers',
+    )
     assert.equal(
       ask(principal('support'), 'observation.read', 'TREAT', 'care-team-patient').rule,
       'deny.role',

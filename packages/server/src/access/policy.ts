@@ -149,6 +149,7 @@ type Scope =
   | 'platform'
   | 'self'
   | 'care-team-patient'
+  | 'outside-care-teams'
   | 'emergency-grant'
   | 'care-team-member'
 
@@ -178,7 +179,9 @@ const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permiss
       { scope: 'care-team-patient', purposes: ['TREAT'], name: 'care-team' },
       { scope: 'emergency-grant', purposes: ['ETREAT'], name: 'emergency-access' },
     ],
-    'break-glass.open': [{ scope: 'organization', purposes: ['ETREAT'], name: 'break-glass' }],
+    'break-glass.open': [
+      { scope: 'outside-care-teams', purposes: ['ETREAT'], name: 'break-glass' },
+    ],
     'care-team.list': [
       { scope: 'organization', purposes: ['TREAT', 'HOPERAT'], name: 'own-teams' },
     ],
@@ -270,7 +273,8 @@ const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permiss
  *    resolves the wrong thing is refused rather than trusted).
  * 6. `deny.purpose-of-use` — a role may do the action, but not for this purpose.
  * 7. `deny.not-own-patient`, `deny.not-care-team`, `deny.not-team-member`: the action is the
- *    role's, but the resource is another patient's or another team's.
+ *    role's, but the resource is another patient's or another team's; `deny.care-team-covers`:
+ *    break-glass for a patient the clinician's care teams already have.
  * 8. `deny.role` — none of the principal's roles there may do the action.
  *
  * An allowed decision names `<role>.<rule>`, e.g. `clinician.emergency-access`.
@@ -335,6 +339,11 @@ function inScope(
       return patient !== undefined && facts.careTeamPatients.has(patient)
         ? true
         : 'deny.not-care-team'
+    case 'outside-care-teams':
+      // Emergency access is for patients the clinician's care teams do not already cover.
+      return patient !== undefined && !facts.careTeamPatients.has(patient)
+        ? true
+        : 'deny.care-team-covers'
     case 'emergency-grant':
       return patient !== undefined && facts.emergencyAccess.has(patient)
         ? true

@@ -86,7 +86,8 @@ const matrix: Record<string, Record<Role, string>> = {
   'DELETE /v1/organizations/:organization/care-teams/:careTeam/patients/:patient': org([
     'org-admin',
   ]),
-  'POST /v1/organizations/:organization/patients/:patient/break-glass': org(['clinician']),
+  // Only for a patient outside the clinician's care teams: `own` is on theirs.
+  'POST /v1/organizations/:organization/patients/:patient/break-glass': row({ clinician: 'DHDA' }),
   'GET /v1/organizations/:organization/break-glass-reviews': org(['privacy-officer']),
   'POST /v1/organizations/:organization/break-glass-reviews/:grant/closure': org([
     'privacy-officer',
