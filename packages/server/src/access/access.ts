@@ -27,9 +27,6 @@ import {
 import { noFacts, type AccessFacts, type Resource } from './policy.js'
 import type { Principal } from './principal.js'
 
-/** DICOM audit event type for the start of an emergency override ("break-glass"). */
-const emergencyOverrideStarted = { code: '110127', display: 'Emergency Override Started' }
-
 /**
  * The access domain's operations: the facts the policy needs, care teams, and break-glass
  * with its review queue. Each change runs in one transaction with its audit event in the
@@ -157,9 +154,9 @@ export class Access {
 
   /**
    * Opens emergency access for the acting clinician to `patient`, for `durationMinutes` or the
-   * configured default, at most the configured maximum. The audit event is an Emergency
-   * Override Started under purpose of use ETREAT, naming the reason by its code only; the
-   * stated reason is sealed with the grant and shown only in the review queue.
+   * configured default, at most the configured maximum. The audit event is a Security Alert
+   * marked as emergency access under purpose of use ETREAT, naming the reason by its code
+   * only; the stated reason is sealed with the grant and shown only in the review queue.
    */
   openBreakGlass(
     context: OperationContext,
@@ -180,7 +177,9 @@ export class Access {
       return [
         grant,
         {
-          type: emergencyOverrideStarted,
+          // DICOM files an emergency override under Security Alert (its subtype 110127,
+          // Emergency Override Started, is carried here by the operation and purpose ETREAT).
+          type: auditEventTypes.securityAlert,
           operation: 'break-glass.open',
           action: 'E',
           entity: [
@@ -189,6 +188,7 @@ export class Access {
               what: patient.id,
               patient: patient.pseudonym,
               detail: {
+                emergencyAccess: true,
                 grant: grant.id,
                 reasonCode: grant.reasonCode,
                 expiresAt: grant.expiresAt,
