@@ -451,6 +451,22 @@ for (const { dialect, skip } of dialects) {
       assert.equal(events.at(-1)?.policy.rule, 'org-admin.administration')
     })
 
+    test('an auditor reads the organization log checkpoint; the operator the platform one', async () => {
+      const answer = await fixture.call(
+        'GET',
+        '/v1/organizations/alpha/audit/checkpoint',
+        'auditor',
+      )
+      assert.equal(answer.status, 200)
+      assert.match(String(json(answer)['checkpoint']), /^ward\.test\/alpha\n\d+\n/)
+      const platform = await fixture.call(
+        'GET',
+        '/v1/platform/audit/checkpoint',
+        'platform-operator',
+      )
+      assert.match(String(json(platform)['checkpoint']), /^ward\.test\/platform\n/)
+    })
+
     test('the OpenAPI description covers every route with its schemas', async () => {
       const answer = await fixture.call('GET', '/openapi.json', undefined)
       assert.equal(answer.status, 200)

@@ -92,6 +92,12 @@ const matrix: Record<string, Record<Role, string>> = {
   'POST /v1/organizations/:organization/break-glass-reviews/:grant/closure': org([
     'privacy-officer',
   ]),
+  'GET /v1/organizations/:organization/audit/checkpoint': org([
+    'privacy-officer',
+    'security-officer',
+    'auditor',
+  ]),
+  'GET /v1/platform/audit/checkpoint': row({ 'platform-operator': 'AAAA' }, 'DDDD', 'AAAA'),
   // A patient reads through this route only naming PATRQT; under its default, TREAT, never.
   'GET /v1/organizations/:organization/patients/:patient/observations': row({
     patient: 'DHDD',

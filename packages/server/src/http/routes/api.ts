@@ -23,6 +23,7 @@ import {
   type Patient,
 } from '../../records/index.js'
 import { findOrganization, findOrganizationById, type Organization } from '../../tenancy/index.js'
+import { platformLogName } from '../../audit/index.js'
 import type { Ward } from '../../ward.js'
 import { apiRoute, hiddenResource, oneOf, type ApiRoute, type Resolved } from '../api-route.js'
 
@@ -633,6 +634,38 @@ export const apiRoutes: readonly ApiRoute[] = [
       const { organization, grant } = resolved as Required<Resolved>
       return ok(grantOut(await access.closeReview(context, organization, grant, body.outcome)))
     },
+  }),
+
+  apiRoute({
+    method: 'GET',
+    url: `${org}/audit/checkpoint`,
+    action: 'audit-log.read',
+    purposeOfUse: 'HOPERAT',
+    summary: "The newest signed checkpoint of the organization's audit log, as a C2SP signed note",
+    tag: 'audit',
+    params: OrganizationParams,
+    response: { 200: Type.Object({ checkpoint: Type.String() }) },
+    resolve: async (ward, params) => {
+      const organization = await organizationOf(ward, params.organization)
+      return { organization, resource: { type: 'audit-log', organizationId: organization.id } }
+    },
+    handle: async ({ ward, resolved }) =>
+      ok({
+        checkpoint: (await ward.currentCheckpoint((resolved.organization as Organization).slug))
+          .note,
+      }),
+  }),
+  apiRoute({
+    method: 'GET',
+    url: '/v1/platform/audit/checkpoint',
+    action: 'audit-log.read',
+    purposeOfUse: 'HSYSADMIN',
+    summary: "The newest signed checkpoint of the platform's audit log (C2SP signed note)",
+    tag: 'audit',
+    response: { 200: Type.Object({ checkpoint: Type.String() }) },
+    resolve: async () => ({ resource: { type: 'audit-log', organizationId: null } }),
+    handle: async ({ ward }) =>
+      ok({ checkpoint: (await ward.currentCheckpoint(platformLogName)).note }),
   }),
 
   apiRoute({
