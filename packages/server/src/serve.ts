@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { WardError } from '@ward/core'
 
 import { configSummary, type WardConfig } from './config/index.js'
-import { buildServer } from './http/server.js'
+import { buildServer, type ServerOptions } from './http/server.js'
 import { startDeviceEndpoint, type DeviceEndpoint } from './ingest/index.js'
 import { startJobs } from './jobs/index.js'
 import type { Logger } from './logging/index.js'
@@ -33,13 +33,17 @@ export interface RunningWard {
  * checkpoint job and listens: the API first, then the device endpoint. Logs the configuration
  * summary (no secrets) and both addresses. Closing stops the device endpoint before the API.
  */
-export async function serveWard(config: WardConfig, logger: Logger): Promise<RunningWard> {
+export async function serveWard(
+  config: WardConfig,
+  logger: Logger,
+  options: ServerOptions = {},
+): Promise<RunningWard> {
   logger.info({ config: configSummary(config) }, 'starting')
   checkProductionReadiness(config)
   const ward = await Ward.open(config)
   try {
     await ward.signGrownCheckpoints()
-    const app = await buildServer(ward, logger)
+    const app = await buildServer(ward, logger, options)
     try {
       await app.listen({ host: config.http.host, port: config.http.port })
     } catch (cause) {

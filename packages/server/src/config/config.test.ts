@@ -96,3 +96,17 @@ test('documents every setting in the reference table', () => {
     assert.match(reference, new RegExp(`\\| \`${variable}\` \\|`))
   }
 })
+
+test('refuses a break-glass default longer than the maximum', () => {
+  assert.equal(loadConfig({ env: {} }).access.breakGlassDefaultMinutes, 60)
+  assert.throws(
+    () =>
+      loadConfig({
+        env: {
+          WARD_ACCESS_BREAK_GLASS_DEFAULT_MINUTES: '120',
+          WARD_ACCESS_BREAK_GLASS_MAX_MINUTES: '90',
+        },
+      }),
+    { code: 'ERR_CONFIG_INVALID', message: /breakGlassDefaultMinutes \(120\).*\(90\)/ },
+  )
+})

@@ -180,6 +180,20 @@ export const settings: readonly Setting[] = [
     defaultValue: () => 72 * 3600,
   },
   {
+    name: 'access.breakGlassDefaultMinutes',
+    env: 'WARD_ACCESS_BREAK_GLASS_DEFAULT_MINUTES',
+    description: 'how long emergency access lasts when the clinician asks for no duration',
+    rule: { kind: 'integer', min: 1, max: 1440 },
+    defaultValue: () => 60,
+  },
+  {
+    name: 'access.breakGlassMaxMinutes',
+    env: 'WARD_ACCESS_BREAK_GLASS_MAX_MINUTES',
+    description: 'longest emergency access a clinician may open; at least the default',
+    rule: { kind: 'integer', min: 1, max: 1440 },
+    defaultValue: () => 240,
+  },
+  {
     name: 'log.level',
     env: 'WARD_LOG_LEVEL',
     description: 'application log level (JSON lines on standard output)',
@@ -243,6 +257,10 @@ export interface WardConfig {
     readonly maxBatchReadings: number
     readonly certificateValidityDays: number
     readonly enrollmentTokenTtlSeconds: number
+  }
+  readonly access: {
+    readonly breakGlassDefaultMinutes: number
+    readonly breakGlassMaxMinutes: number
   }
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent' }
   readonly audit: { readonly checkpointIntervalSeconds: number }
@@ -309,6 +327,18 @@ export function loadConfig(sources: ConfigSources = {}): WardConfig {
     const value = checkSetting(setting, raw, origins[setting.name] ?? 'default')
     resolved[setting.name] = isPathSetting(setting) ? absolutePath(cwd, String(value)) : value
     if (setting.name === 'database.url') resolved[setting.name] = resolveDatabaseUrl(cwd, value)
+  }
+  const breakGlass = [
+    resolved['access.breakGlassDefaultMinutes'],
+    resolved['access.breakGlassMaxMinutes'],
+  ]
+  if (Number(breakGlass[0]) > Number(breakGlass[1])) {
+    throw new WardError(
+      'ERR_CONFIG_INVALID',
+      `setting access.breakGlassDefaultMinutes (${String(breakGlass[0])}) is more than ` +
+        `access.breakGlassMaxMinutes (${String(breakGlass[1])}); allowed: at most the maximum`,
+      { details: { setting: 'access.breakGlassDefaultMinutes' } },
+    )
   }
   return toConfig(resolved)
 }
@@ -442,6 +472,10 @@ function toConfig(values: Record<string, unknown>): WardConfig {
       maxBatchReadings: get('device.maxBatchReadings'),
       certificateValidityDays: get('device.certificateValidityDays'),
       enrollmentTokenTtlSeconds: get('device.enrollmentTokenTtlSeconds'),
+    },
+    access: {
+      breakGlassDefaultMinutes: get('access.breakGlassDefaultMinutes'),
+      breakGlassMaxMinutes: get('access.breakGlassMaxMinutes'),
     },
     log: { level: get('log.level') },
     audit: { checkpointIntervalSeconds: get('audit.checkpointIntervalSeconds') },

@@ -1,28 +1,41 @@
 import { readFileSync, statSync } from 'node:fs'
 
 import { sql } from 'kysely'
+import swagger from '@fastify/swagger'
 import Fastify, { LogController } from 'fastify'
 
 import { WardError } from '@ward/core'
 
-import { OperatorToken } from '../access/api-token.js'
+import { Access, OperatorToken } from '../access/index.js'
 import type { Logger } from '../logging/index.js'
 import { homePaths, type Ward } from '../ward.js'
+import { authenticateNobody, registerApiRoutes, type Authenticate } from './api-route.js'
 import { answerClientError, errorSummary, toProblem, translateFrameworkError } from './problem.js'
 import { AddressRateLimit } from './rate-limit.js'
 import { requestIdOf } from './request-id.js'
+import { apiRoutes } from './routes/api.js'
 import { auditRoutes } from './routes/audit.js'
 import { enrollmentRoutes } from './routes/enrollment.js'
 import { tls12CipherSuites, tls13CipherSuites } from './tls.js'
+
+/** What {@link buildServer} can be given besides Ward and its logger. */
+export interface ServerOptions {
+  /**
+   * Turns a request into its principal for the routes under the access policy. Until
+   * authentication is built in, the default knows nobody, so each of those routes answers 401.
+   */
+  readonly authenticate?: Authenticate
+}
 
 /**
  * Builds Ward's HTTPS API: TLS 1.3 by default (TLS 1.2 with ECDHE AEAD suites only when
  * configured), a request id on every request and response, JSON log lines without PHI,
  * problem details for every error, a per-address rate limit and a body size limit. `/health`
- * is open, and so are device enrollment and the device CA (see `enrollmentRoutes`);
- * everything under `/audit` needs the operator token.
+ * and `/openapi.json` are open, and so are device enrollment and the device CA (see
+ * `enrollmentRoutes`); everything under `/audit` needs the operator token; everything under
+ * `/v1` other than those goes through the access policy (see `registerApiRoutes`).
  */
-export async function buildServer(ward: Ward, logger: Logger) {
+export async function buildServer(ward: Ward, logger: Logger, options: ServerOptions = {}) {
   const { http } = ward.config
   const token = OperatorToken.load(homePaths(ward.config.home).operatorToken)
   if ((statSync(http.keyFile).mode & 0o007) !== 0) {
@@ -54,6 +67,8 @@ export async function buildServer(ward: Ward, logger: Logger) {
     // Requests Node refuses before Fastify sees them (headers too large, malformed) still get
     // problem details.
     clientErrorHandler: answerClientError,
+    // A body field the schema does not allow is an error, not something silently dropped.
+    ajv: { customOptions: { removeAdditional: false } },
   })
 
   // Device agents send every body, enrollment included, as FHIR's JSON media type.
@@ -105,6 +120,15 @@ export async function buildServer(ward: Ward, logger: Logger) {
     return reply.status(404).type('application/problem+json').send(problem)
   })
 
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Ward API', version: '0.1.0' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  })
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+
   app.get('/health', async () => {
     // The store answers: a round trip, touching no domain's tables.
     await sql`select 1`.execute(ward.store.db)
@@ -131,6 +155,16 @@ export async function buildServer(ward: Ward, logger: Logger) {
     })
     auditRoutes(scope, ward)
   })
+
+  await app.register(async (scope) =>
+    registerApiRoutes(
+      scope,
+      ward,
+      new Access(ward),
+      apiRoutes,
+      options.authenticate ?? authenticateNobody,
+    ),
+  )
 
   return app
 }

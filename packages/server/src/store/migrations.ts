@@ -1,5 +1,6 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely'
 
+import { accessMigrations } from '../access/migrations.js'
 import { devicesMigrations } from '../devices/migrations.js'
 import { identityMigrations } from '../identity/migrations.js'
 import { keysMigrations } from '../keys/migrations.js'
@@ -99,6 +100,7 @@ function allMigrations(dialect: Dialect): Record<string, Migration> {
     ...devicesMigrations(dialect),
     ...recordsMigrations(dialect),
     ...updatesMigrations(dialect),
+    ...accessMigrations(dialect),
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Generated } from 'kysely'
 
+import type { AccessTables } from '../access/tables.js'
 import type { DevicesTables } from '../devices/tables.js'
 import type { IdentityTables } from '../identity/tables.js'
 import type { KeysTables } from '../keys/tables.js'
@@ -15,7 +16,7 @@ import type { UpdatesTables } from '../updates/tables.js'
  * read back as JavaScript numbers.
  */
 export interface Database
-  extends KeysTables, IdentityTables, DevicesTables, RecordsTables, UpdatesTables {
+  extends KeysTables, IdentityTables, DevicesTables, RecordsTables, UpdatesTables, AccessTables {
   organizations: OrganizationTable
   signing_keys: SigningKeyTable
   audit_logs: AuditLogTable

@@ -1,0 +1,58 @@
+// The access domain's door: the policy, care teams, break-glass, and the principal that
+// authentication hands to the policy.
+export { Access } from './access.js'
+export { OperatorToken } from './api-token.js'
+export {
+  breakGlassReasonCodes,
+  breakGlassReasonLength,
+  breakGlassReviewOutcomes,
+  closeBreakGlassReview,
+  emergencyAccessFacts,
+  findBreakGlassGrant,
+  listBreakGlassReviews,
+  openBreakGlass,
+  type BreakGlassGrant,
+  type BreakGlassReasonCode,
+  type BreakGlassReviewItem,
+  type BreakGlassReviewOutcome,
+} from './break-glass.js'
+export {
+  addCareTeamMember,
+  addCareTeamPatient,
+  careTeamDetail,
+  careTeamFacts,
+  createCareTeam,
+  findCareTeam,
+  listCareTeams,
+  maxCareTeamMembers,
+  maxCareTeamPatients,
+  maxCareTeamsPerOrganization,
+  removeCareTeamMember,
+  removeCareTeamPatient,
+  type CareTeam,
+  type CareTeamDetail,
+} from './care-teams.js'
+export {
+  actions,
+  decide,
+  isPurposeOfUse,
+  noFacts,
+  permissionTable,
+  purposesOfUse,
+  type AccessDecision,
+  type AccessFacts,
+  type AccessRequest,
+  type Action,
+  type PurposeOfUse,
+  type Resource,
+  type ResourceType,
+} from './policy.js'
+export {
+  isRole,
+  privilegedRoles,
+  roles,
+  type AuthenticationMethod,
+  type Principal,
+  type Role,
+  type RoleGrant,
+} from './principal.js'

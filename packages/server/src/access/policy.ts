@@ -1,0 +1,376 @@
+import { privilegedRoles, type Principal, type Role } from './principal.js'
+
+/**
+ * Ward's access policy: one pure function, {@link decide}, that every request under access
+ * control goes through. It denies by default, and every answer names the rule that decided, so
+ * the audit event of an allowed operation and the service log line of a refused one say why.
+ */
+
+/** Everything a person can ask to do through the API, by stable name. */
+export const actions = [
+  'organization.list',
+  'device-model.list',
+  'device-model.create',
+  'device.list',
+  'device.create',
+  'device.assign',
+  'device.suspend',
+  'device.reinstate',
+  'device.revoke',
+  'enrollment-token.create',
+  'patient.list',
+  'patient.create',
+  'care-team.list',
+  'care-team.read',
+  'care-team.create',
+  'care-team.manage',
+  'break-glass.open',
+  'break-glass.review',
+  'observation.read',
+  'audit-log.read',
+] as const
+
+export type Action = (typeof actions)[number]
+
+/**
+ * HL7 v3 PurposeOfUse codes Ward accepts on a request. Others are refused as input errors
+ * rather than silently mapped.
+ */
+export const purposesOfUse = [
+  'TREAT',
+  'ETREAT',
+  'CAREMGT',
+  'HOPERAT',
+  'HSYSADMIN',
+  'PATRQT',
+  'HPAYMT',
+  'HRESCH',
+  'PUBHLTH',
+] as const
+
+export type PurposeOfUse = (typeof purposesOfUse)[number]
+
+export function isPurposeOfUse(value: unknown): value is PurposeOfUse {
+  return typeof value === 'string' && (purposesOfUse as readonly string[]).includes(value)
+}
+
+/** What kind of thing an action is about. */
+export type ResourceType =
+  | 'platform'
+  | 'organization'
+  | 'device'
+  | 'patient'
+  | 'care-team'
+  | 'break-glass-grant'
+  | 'audit-log'
+
+/** The thing an action is about, as far as the policy needs to know it. */
+export interface Resource {
+  readonly type: ResourceType
+  /** The organization the resource belongs to; null for platform resources. */
+  readonly organizationId: string | null
+  /** When the resource belongs to a patient: that patient's pseudonym. */
+  readonly patientPseudonym?: string
+  /** For a care team: its id, matched against the principal's own care teams. */
+  readonly careTeamId?: string
+}
+
+/**
+ * Facts about the principal that the policy cannot know by itself, looked up for this request
+ * only. Each set is about the resource at hand; an empty set means "no".
+ */
+export interface AccessFacts {
+  /** Pseudonyms of patients on a care team the principal is a member of. */
+  readonly careTeamPatients: ReadonlySet<string>
+  /** Ids of the care teams the principal is a member of. */
+  readonly careTeams: ReadonlySet<string>
+  /** Pseudonyms of patients the principal holds an open, unexpired emergency grant for. */
+  readonly emergencyAccess: ReadonlySet<string>
+}
+
+export const noFacts: AccessFacts = {
+  careTeamPatients: new Set(),
+  careTeams: new Set(),
+  emergencyAccess: new Set(),
+}
+
+/** One question to the policy. */
+export interface AccessRequest {
+  readonly principal: Principal | undefined
+  readonly action: Action
+  readonly resource: Resource
+  readonly purposeOfUse: PurposeOfUse
+  readonly facts: AccessFacts
+}
+
+/** The policy's answer: allowed or not, the rule that decided, and the role it was decided on. */
+export interface AccessDecision {
+  readonly allowed: boolean
+  /** Stable name of the deciding rule, e.g. `clinician.care-team` or `deny.no-grant`. */
+  readonly rule: string
+  /** The role whose rule allowed the action; absent on denials. */
+  readonly role?: Role
+}
+
+/** What each action is about; a request naming another kind of resource is refused. */
+const resourceTypes: Readonly<Record<Action, readonly ResourceType[]>> = {
+  'organization.list': ['platform'],
+  'device-model.list': ['organization'],
+  'device-model.create': ['organization'],
+  'device.list': ['organization'],
+  'device.create': ['organization'],
+  'device.assign': ['device'],
+  'device.suspend': ['device'],
+  'device.reinstate': ['device'],
+  'device.revoke': ['device'],
+  'enrollment-token.create': ['device'],
+  'patient.list': ['organization'],
+  'patient.create': ['organization'],
+  'care-team.list': ['organization'],
+  'care-team.read': ['care-team'],
+  'care-team.create': ['organization'],
+  'care-team.manage': ['care-team'],
+  'break-glass.open': ['patient'],
+  'break-glass.review': ['organization', 'break-glass-grant'],
+  'observation.read': ['patient'],
+  'audit-log.read': ['audit-log'],
+}
+
+/** Purposes of use that administrative actions are done for. */
+const administration: readonly PurposeOfUse[] = ['HSYSADMIN', 'HOPERAT']
+
+/**
+ * How one role may do one action. `organization` allows it on any resource of the role's own
+ * organization; `platform` on platform resources only; the others look at the patient or care
+ * team the resource belongs to.
+ */
+type Scope =
+  | 'organization'
+  | 'platform'
+  | 'self'
+  | 'care-team-patient'
+  | 'outside-care-teams'
+  | 'emergency-grant'
+  | 'care-team-member'
+
+interface Permission {
+  readonly scope: Scope
+  readonly purposes: readonly PurposeOfUse[]
+  /** Rule name when this permission allows; `<role>.<name>`. */
+  readonly name: string
+}
+
+const fleet = (name: string): Permission => ({
+  scope: 'organization',
+  purposes: administration,
+  name,
+})
+
+/**
+ * The role/action table (README, "Roles and access"). Anything not listed is denied. A role's
+ * permissions for one action are tried in order; the first that holds allows.
+ */
+const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permission[]>>>> = {
+  patient: {
+    'observation.read': [{ scope: 'self', purposes: ['PATRQT'], name: 'own-record' }],
+  },
+  clinician: {
+    'observation.read': [
+      { scope: 'care-team-patient', purposes: ['TREAT'], name: 'care-team' },
+      { scope: 'emergency-grant', purposes: ['ETREAT'], name: 'emergency-access' },
+    ],
+    'break-glass.open': [
+      { scope: 'outside-care-teams', purposes: ['ETREAT'], name: 'break-glass' },
+    ],
+    'care-team.list': [
+      { scope: 'organization', purposes: ['TREAT', 'HOPERAT'], name: 'own-teams' },
+    ],
+    'care-team.read': [
+      { scope: 'care-team-member', purposes: ['TREAT', 'HOPERAT'], name: 'team-member' },
+    ],
+  },
+  'care-coordinator': {
+    'observation.read': [
+      { scope: 'care-team-patient', purposes: ['TREAT', 'CAREMGT'], name: 'care-team' },
+    ],
+    'care-team.list': [
+      { scope: 'organization', purposes: ['CAREMGT', 'HOPERAT'], name: 'own-teams' },
+    ],
+    'care-team.read': [
+      { scope: 'care-team-member', purposes: ['CAREMGT', 'HOPERAT'], name: 'team-member' },
+    ],
+    'patient.create': [fleet('register-patient')],
+  },
+  support: {
+    'device-model.list': [fleet('device-support')],
+    'device.list': [fleet('device-support')],
+    'device.assign': [fleet('device-support')],
+    'device.suspend': [fleet('device-support')],
+    'device.reinstate': [fleet('device-support')],
+    'patient.list': [fleet('device-support')],
+  },
+  'device-engineer': {
+    'device-model.list': [fleet('device-engineering')],
+    'device-model.create': [fleet('device-engineering')],
+    'device.list': [fleet('device-engineering')],
+    'device.create': [fleet('device-engineering')],
+    'device.suspend': [fleet('device-engineering')],
+    'device.reinstate': [fleet('device-engineering')],
+    'device.revoke': [fleet('device-engineering')],
+    'enrollment-token.create': [fleet('device-engineering')],
+  },
+  'privacy-officer': {
+    'break-glass.review': [{ scope: 'organization', purposes: ['HOPERAT'], name: 'review' }],
+    'audit-log.read': [{ scope: 'organization', purposes: ['HOPERAT'], name: 'audit-review' }],
+  },
+  'security-officer': {
+    'device.list': [fleet('incident-response')],
+    'device.suspend': [fleet('incident-response')],
+    'device.reinstate': [fleet('incident-response')],
+    'device.revoke': [fleet('incident-response')],
+    'audit-log.read': [{ scope: 'organization', purposes: ['HOPERAT'], name: 'audit-review' }],
+  },
+  'org-admin': {
+    'device-model.list': [fleet('administration')],
+    'device-model.create': [fleet('administration')],
+    'device.list': [fleet('administration')],
+    'device.create': [fleet('administration')],
+    'device.assign': [fleet('administration')],
+    'device.suspend': [fleet('administration')],
+    'device.reinstate': [fleet('administration')],
+    'device.revoke': [fleet('administration')],
+    'enrollment-token.create': [fleet('administration')],
+    'patient.list': [fleet('administration')],
+    'patient.create': [fleet('administration')],
+    'care-team.list': [fleet('administration')],
+    'care-team.read': [fleet('administration')],
+    'care-team.create': [fleet('administration')],
+    'care-team.manage': [fleet('administration')],
+  },
+  auditor: {
+    'audit-log.read': [{ scope: 'organization', purposes: ['HOPERAT'], name: 'audit-evidence' }],
+  },
+  'platform-operator': {
+    'organization.list': [{ scope: 'platform', purposes: administration, name: 'platform' }],
+    'audit-log.read': [{ scope: 'platform', purposes: administration, name: 'platform-log' }],
+  },
+}
+
+/**
+ * Decides whether `request.principal` may do `request.action` on `request.resource` for
+ * `request.purposeOfUse`. Deny by default; the checks run in this order and the first that
+ * fails names the rule:
+ *
+ * 1. `deny.unauthenticated` — no principal.
+ * 2. `deny.mfa-required` — the principal holds a privileged role (in any organization) and
+ *    this credential has not passed a second factor. API tokens never have, so a token acting
+ *    for a person with a privileged role is refused everything here.
+ * 3. `deny.token-scope` — an API token whose scopes do not include the action.
+ * 4. `deny.no-grant` — no role in the resource's organization (or, for platform resources, no
+ *    platform role). Callers answer this one as "not found", since the resource is not theirs
+ *    to know of.
+ * 5. `deny.resource-type` — the resource is not the kind the action is about (a route that
+ *    resolves the wrong thing is refused rather than trusted).
+ * 6. `deny.purpose-of-use` — a role may do the action, but not for this purpose.
+ * 7. `deny.not-own-patient`, `deny.not-care-team`, `deny.not-team-member`: the action is the
+ *    role's, but the resource is another patient's or another team's; `deny.care-team-covers`:
+ *    break-glass for a patient the clinician's care teams already have.
+ * 8. `deny.role` — none of the principal's roles there may do the action.
+ *
+ * An allowed decision names `<role>.<rule>`, e.g. `clinician.emergency-access`.
+ */
+export function decide(request: AccessRequest): AccessDecision {
+  const { principal, action, resource, purposeOfUse, facts } = request
+  if (principal === undefined) return deny('deny.unauthenticated')
+  if (!principal.mfaVerified && principal.grants.some((grant) => privilegedRoles.has(grant.role))) {
+    return deny('deny.mfa-required')
+  }
+  if (principal.method === 'api-token' && !(principal.scopes ?? []).includes(action)) {
+    return deny('deny.token-scope')
+  }
+
+  // Only grants in the principal's own organization count, and only there.
+  const rolesHere = principal.grants
+    .filter(
+      (grant) =>
+        grant.organizationId === principal.organizationId &&
+        grant.organizationId === resource.organizationId,
+    )
+    .map((grant) => grant.role)
+  if (rolesHere.length === 0) return deny('deny.no-grant')
+  if (!resourceTypes[action].includes(resource.type)) return deny('deny.resource-type')
+
+  // The most telling reason among the roles that came close, if none allows.
+  let refusal = 'deny.role'
+  for (const role of rolesHere) {
+    for (const permission of permissions[role][action] ?? []) {
+      if (!permission.purposes.includes(purposeOfUse)) {
+        if (refusal === 'deny.role') refusal = 'deny.purpose-of-use'
+        continue
+      }
+      const scoped = inScope(permission.scope, principal, resource, facts)
+      if (scoped === true) return { allowed: true, rule: `${role}.${permission.name}`, role }
+      refusal = scoped
+    }
+  }
+  return deny(refusal)
+}
+
+/** True when the resource is within `scope` for the principal, or the rule that says it is not. */
+function inScope(
+  scope: Scope,
+  principal: Principal,
+  resource: Resource,
+  facts: AccessFacts,
+): true | string {
+  const patient = resource.patientPseudonym
+  switch (scope) {
+    case 'organization':
+      return resource.organizationId !== null ? true : 'deny.role'
+    case 'platform':
+      return resource.organizationId === null ? true : 'deny.role'
+    case 'self':
+      return patient !== undefined &&
+        principal.patientPseudonym === patient &&
+        principal.organizationId === resource.organizationId
+        ? true
+        : 'deny.not-own-patient'
+    case 'care-team-patient':
+      return patient !== undefined && facts.careTeamPatients.has(patient)
+        ? true
+        : 'deny.not-care-team'
+    case 'outside-care-teams':
+      // Emergency access is for patients the clinician's care teams do not already cover.
+      return patient !== undefined && !facts.careTeamPatients.has(patient)
+        ? true
+        : 'deny.care-team-covers'
+    case 'emergency-grant':
+      return patient !== undefined && facts.emergencyAccess.has(patient)
+        ? true
+        : 'deny.not-care-team'
+    case 'care-team-member':
+      return resource.careTeamId !== undefined && facts.careTeams.has(resource.careTeamId)
+        ? true
+        : 'deny.not-team-member'
+  }
+}
+
+function deny(rule: string): AccessDecision {
+  return { allowed: false, rule }
+}
+
+/** Every permission as `[role, action, rule]`, for the README table and its test. */
+export function permissionTable(): [Role, Action, string, readonly PurposeOfUse[]][] {
+  const rows: [Role, Action, string, readonly PurposeOfUse[]][] = []
+  for (const [role, byAction] of Object.entries(permissions) as [
+    Role,
+    Partial<Record<Action, readonly Permission[]>>,
+  ][]) {
+    for (const [action, list] of Object.entries(byAction) as [Action, readonly Permission[]][]) {
+      for (const permission of list) {
+        rows.push([role, action, `${role}.${permission.name}`, permission.purposes])
+      }
+    }
+  }
+  return rows
+}

@@ -1,0 +1,286 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+
+import { AccessFixture } from '../../test/access-fixture.js'
+import { dialects } from '../../test/support.js'
+import { roles, type Role } from '../access/principal.js'
+import { standardDeviceModels } from '../devices/index.js'
+import type { Organization } from '../tenancy/index.js'
+import type { Patient } from '../records/index.js'
+import { apiRoutes } from './routes/api.js'
+
+/**
+ * The four situations every route is tried in, for every role:
+ *
+ * - `ownOrganization`: alpha, the principal's organization; resources not tied to a patient
+ *   (an unassigned device, the clinician's care team); where a patient is named, patient `own`.
+ * - `otherOrganization`: beta, where the principal holds no role; beta's resources.
+ * - `ownPatient`: alpha, patient `own` — on the clinician's and coordinator's care team, and
+ *   the patient principal themself — and what is tied to them (their device, their team).
+ * - `otherPatient`: alpha, patient `other` — on a care team no test principal is on — and
+ *   what is tied to them.
+ */
+const contexts = ['ownOrganization', 'otherOrganization', 'ownPatient', 'otherPatient'] as const
+type Context = (typeof contexts)[number]
+
+/** A: allowed (2xx). D: denied (403). H: hidden, answered as not found (404). */
+type Cell = 'A' | 'D' | 'H'
+
+/**
+ * The expected answer of every route for every role, in the order of `contexts`. Written out
+ * by hand: a change of the policy or the route table that changes any cell fails the test.
+ */
+const matrix: Record<string, Record<Role, string>> = {
+  'GET /v1/organizations': row({ 'platform-operator': 'AAAA' }, 'DDDD', 'AAAA'),
+  'GET /v1/organizations/:organization/device-models': org([
+    'support',
+    'device-engineer',
+    'org-admin',
+  ]),
+  'POST /v1/organizations/:organization/device-models': org(['device-engineer', 'org-admin']),
+  'GET /v1/organizations/:organization/devices': org([
+    'support',
+    'device-engineer',
+    'security-officer',
+    'org-admin',
+  ]),
+  'POST /v1/organizations/:organization/devices': org(['device-engineer', 'org-admin']),
+  'PUT /v1/organizations/:organization/devices/:serial/patient': org(['support', 'org-admin']),
+  'POST /v1/organizations/:organization/devices/:serial/enrollment-tokens': org([
+    'device-engineer',
+    'org-admin',
+  ]),
+  'POST /v1/organizations/:organization/devices/:serial/suspension': org([
+    'support',
+    'device-engineer',
+    'security-officer',
+    'org-admin',
+  ]),
+  'DELETE /v1/organizations/:organization/devices/:serial/suspension': org([
+    'support',
+    'device-engineer',
+    'security-officer',
+    'org-admin',
+  ]),
+  'POST /v1/organizations/:organization/devices/:serial/revocation': org([
+    'device-engineer',
+    'security-officer',
+    'org-admin',
+  ]),
+  'GET /v1/organizations/:organization/patients': org(['support', 'org-admin']),
+  'POST /v1/organizations/:organization/patients': org(['care-coordinator', 'org-admin']),
+  'GET /v1/organizations/:organization/care-teams': org([
+    'clinician',
+    'care-coordinator',
+    'org-admin',
+  ]),
+  'POST /v1/organizations/:organization/care-teams': org(['org-admin']),
+  'GET /v1/organizations/:organization/care-teams/:careTeam': row({
+    clinician: 'AHAD',
+    'care-coordinator': 'AHAD',
+    'org-admin': 'AHAA',
+  }),
+  'PUT /v1/organizations/:organization/care-teams/:careTeam/members/:user': org(['org-admin']),
+  'DELETE /v1/organizations/:organization/care-teams/:careTeam/members/:user': org(['org-admin']),
+  'PUT /v1/organizations/:organization/care-teams/:careTeam/patients/:patient': org(['org-admin']),
+  'DELETE /v1/organizations/:organization/care-teams/:careTeam/patients/:patient': org([
+    'org-admin',
+  ]),
+  // Only for a patient outside the clinician's care teams: `own` is on theirs.
+  'POST /v1/organizations/:organization/patients/:patient/break-glass': row({ clinician: 'DHDA' }),
+  'GET /v1/organizations/:organization/break-glass-reviews': org(['privacy-officer']),
+  'POST /v1/organizations/:organization/break-glass-reviews/:grant/closure': org([
+    'privacy-officer',
+  ]),
+  'GET /v1/organizations/:organization/audit/checkpoint': org([
+    'privacy-officer',
+    'security-officer',
+    'auditor',
+  ]),
+  'GET /v1/platform/audit/checkpoint': row({ 'platform-operator': 'AAAA' }, 'DDDD', 'AAAA'),
+  // A patient reads through this route only naming PATRQT; under its default, TREAT, never.
+  'GET /v1/organizations/:organization/patients/:patient/observations': row({
+    patient: 'DHDD',
+    clinician: 'AHAD',
+    'care-coordinator': 'AHAD',
+  }),
+  'GET /v1/me/observations': row({ patient: 'AAAA' }, 'DDDD', 'DDDD'),
+}
+
+/** Rows for a route of an organization that `allowed` may use everywhere in it. */
+function org(allowed: readonly Role[]): Record<Role, string> {
+  return row(Object.fromEntries(allowed.map((role) => [role, 'AHAA'])))
+}
+
+/**
+ * A full row: the given cells, `others` for every other role of an organization (denied in
+ * their own, hidden in another) and `platform` for the platform operator, who holds no role in
+ * any organization and so finds none of its resources.
+ */
+function row(
+  cells: Partial<Record<Role, string>>,
+  others = 'DHDD',
+  platform = 'HHHH',
+): Record<Role, string> {
+  return Object.fromEntries(
+    roles.map((role) => [role, cells[role] ?? (role === 'platform-operator' ? platform : others)]),
+  ) as Record<Role, string>
+}
+
+/** The URL parameters, body and purpose-of-use header of one request in one context. */
+interface Prepared {
+  readonly params: Record<string, string>
+  readonly body?: unknown
+}
+
+for (const { dialect, skip } of dialects) {
+  describe(`authorization matrix on ${dialect}`, { skip }, () => {
+    const fixture = new AccessFixture()
+
+    before(async () => {
+      await fixture.start(dialect)
+    })
+    after(async () => {
+      await fixture.stop()
+    })
+
+    const place = (context: Context): { organization: Organization; patient: Patient } => {
+      switch (context) {
+        case 'ownOrganization':
+        case 'ownPatient':
+          return { organization: fixture.alpha, patient: fixture.own }
+        case 'otherOrganization':
+          return { organization: fixture.beta, patient: fixture.betaPatient }
+        case 'otherPatient':
+          return { organization: fixture.alpha, patient: fixture.other }
+      }
+    }
+
+    /** Builds the request of `key` in `context`, creating fresh resources where it changes them. */
+    const prepare = async (key: string, context: Context): Promise<Prepared> => {
+      const { organization, patient } = place(context)
+      const slug = organization.slug
+      const tied = context === 'ownPatient' || context === 'otherPatient'
+      const team =
+        context === 'otherOrganization'
+          ? fixture.betaTeam
+          : context === 'otherPatient'
+            ? fixture.otherTeam
+            : fixture.team
+      const base = { organization: slug, patient: patient.pseudonym, careTeam: team.id }
+      const device = (status?: 'suspended') =>
+        fixture.device(slug, tied ? patient : undefined, status)
+
+      switch (key) {
+        case 'POST /v1/organizations/:organization/device-models':
+          return {
+            params: base,
+            body: {
+              name: fixture.unique('Model'),
+              manufacturer: 'Acme',
+              policy: standardDeviceModels[0]?.policy,
+            },
+          }
+        case 'POST /v1/organizations/:organization/devices':
+          return { params: base, body: { serial: fixture.unique('NEW'), model: 'Pulse oximeter' } }
+        case 'PUT /v1/organizations/:organization/devices/:serial/patient':
+          return {
+            params: { ...base, serial: await device() },
+            body: { patient: patient.pseudonym },
+          }
+        case 'POST /v1/organizations/:organization/devices/:serial/enrollment-tokens':
+        case 'POST /v1/organizations/:organization/devices/:serial/suspension':
+        case 'POST /v1/organizations/:organization/devices/:serial/revocation':
+          return { params: { ...base, serial: await device() } }
+        case 'DELETE /v1/organizations/:organization/devices/:serial/suspension':
+          return { params: { ...base, serial: await device('suspended') } }
+        case 'POST /v1/organizations/:organization/patients':
+          return {
+            params: base,
+            body: {
+              identity: { name: { family: 'Testpatient', given: [] }, birthDate: '1980-02-02' },
+            },
+          }
+        case 'POST /v1/organizations/:organization/care-teams':
+          return { params: base, body: { name: fixture.unique('Team') } }
+        case 'PUT /v1/organizations/:organization/care-teams/:careTeam/members/:user':
+        case 'DELETE /v1/organizations/:organization/care-teams/:careTeam/members/:user':
+          return { params: { ...base, user: fixture.unique('user-added') } }
+        case 'DELETE /v1/organizations/:organization/care-teams/:careTeam/patients/:patient': {
+          const fresh = await fixture.careTeam(organization, patient)
+          return { params: { ...base, careTeam: fresh.id } }
+        }
+        case 'POST /v1/organizations/:organization/patients/:patient/break-glass':
+          return {
+            params: base,
+            body: { reasonCode: 'patient-unresponsive', reason: 'matrix test emergency' },
+          }
+        case 'POST /v1/organizations/:organization/break-glass-reviews/:grant/closure':
+          return {
+            params: { ...base, grant: (await fixture.grant(patient)).id },
+            body: { outcome: 'justified' },
+          }
+        default:
+          return { params: base }
+      }
+    }
+
+    test('every route of the route table has a matrix row, and every row a route', () => {
+      const keys = apiRoutes.map((route) => `${route.method} ${route.url}`)
+      assert.deepEqual([...new Set(keys)].sort(), keys.slice().sort(), 'routes are unique')
+      for (const key of keys) assert.ok(matrix[key], `no matrix row for ${key}`)
+      for (const key of Object.keys(matrix)) assert.ok(keys.includes(key), `no route ${key}`)
+    })
+
+    for (const route of apiRoutes) {
+      const key = `${route.method} ${route.url}`
+      test(`${key} answers each role as the matrix says`, async () => {
+        const expected = matrix[key]
+        assert.ok(expected, `no matrix row for ${key}`)
+        const failures: string[] = []
+        for (const role of roles) {
+          const cells: string = expected[role]
+          assert.equal(cells.length, contexts.length, `${key} ${role}: one cell per context`)
+          for (const [index, context] of contexts.entries()) {
+            const cell = cells[index] as Cell
+            const prepared = await prepare(key, context)
+            const path = route.url.replace(/:([a-zA-Z]+)/g, (_, name: string) => {
+              const value = prepared.params[name]
+              assert.ok(value !== undefined, `${key}: no value for :${name}`)
+              return encodeURIComponent(value)
+            })
+            const answer = await fixture.call(route.method, path, role, prepared.body)
+            const got: Cell | string =
+              answer.status >= 200 && answer.status < 300
+                ? 'A'
+                : answer.status === 403
+                  ? 'D'
+                  : answer.status === 404
+                    ? 'H'
+                    : `${answer.status} ${answer.text}`
+            if (got !== cell) failures.push(`${role} in ${context}: expected ${cell}, got ${got}`)
+            if (got === 'H') {
+              const body = answer.json as Record<string, unknown>
+              assert.equal(body['code'], 'ERR_NOT_FOUND')
+              assert.equal(body['detail'], 'no such resource')
+            }
+            if (got === 'D') {
+              assert.equal((answer.json as Record<string, unknown>)['code'], 'ERR_ACCESS_DENIED')
+            }
+          }
+        }
+        assert.deepEqual(failures, [], failures.join('\n'))
+      })
+    }
+
+    test('every route answers 401 with problem details to a request without a principal', async () => {
+      for (const route of apiRoutes) {
+        const path = route.url.replace(/:([a-zA-Z]+)/g, 'x')
+        const answer = await fixture.call(route.method, path, undefined, {})
+        assert.equal(answer.status, 401, `${route.method} ${route.url}`)
+        assert.equal((answer.json as Record<string, unknown>)['code'], 'ERR_UNAUTHENTICATED')
+        assert.match(String(answer.headers['www-authenticate']), /^Bearer/)
+      }
+    })
+  })
+}

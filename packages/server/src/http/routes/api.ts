@@ -1,0 +1,719 @@
+import { Type, type TSchema } from '@sinclair/typebox'
+
+import { isWardError } from '@ward/core'
+
+import {
+  breakGlassReasonCodes,
+  breakGlassReasonLength,
+  breakGlassReviewOutcomes,
+  findBreakGlassGrant,
+  findCareTeam,
+  type BreakGlassGrant,
+  type BreakGlassReviewItem,
+  type CareTeam,
+  type Principal,
+} from '../../access/index.js'
+import type { Device, DeviceModel } from '../../devices/index.js'
+import { findDevice } from '../../devices/index.js'
+import { readPatientReadings } from '../../readings.js'
+import {
+  PatientIdentitySchema,
+  findPatient,
+  findPatientByPseudonym,
+  type Patient,
+} from '../../records/index.js'
+import { findOrganization, findOrganizationById, type Organization } from '../../tenancy/index.js'
+import { platformLogName } from '../../audit/index.js'
+import type { Ward } from '../../ward.js'
+import { apiRoute, hiddenResource, oneOf, type ApiRoute, type Resolved } from '../api-route.js'
+
+// Path parameters, each in the one spelling Ward issues.
+const Slug = Type.String({ pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$' })
+const Serial = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' })
+const Pseudonym = Type.String({ pattern: '^pt-[a-z2-7]{20}$' })
+const Uuid = Type.String({
+  pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+})
+const UserId = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' })
+const DateTime = Type.String({
+  pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})$',
+  maxLength: 40,
+})
+const Name = Type.String({ minLength: 1, maxLength: 100 })
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
+const strict = { additionalProperties: false } as const
+
+const OrganizationParams = Type.Object({ organization: Slug }, strict)
+const DeviceParams = Type.Object({ organization: Slug, serial: Serial }, strict)
+const PatientParams = Type.Object({ organization: Slug, patient: Pseudonym }, strict)
+const CareTeamParams = Type.Object({ organization: Slug, careTeam: Uuid }, strict)
+const MemberParams = Type.Object({ organization: Slug, careTeam: Uuid, user: UserId }, strict)
+const TeamPatientParams = Type.Object(
+  { organization: Slug, careTeam: Uuid, patient: Pseudonym },
+  strict,
+)
+const GrantParams = Type.Object({ organization: Slug, grant: Uuid }, strict)
+
+/** Most readings one request returns. */
+export const maxReadingsPerRequest = 10_000
+const ReadingsQuery = Type.Object(
+  {
+    from: Type.Optional(DateTime),
+    to: Type.Optional(DateTime),
+    limit: Type.Integer({ minimum: 1, maximum: maxReadingsPerRequest, default: 1000 }),
+  },
+  strict,
+)
+
+const OrganizationOut = Type.Object({ id: Type.String(), slug: Type.String(), name: Type.String() })
+const DeviceModelOut = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  manufacturer: Type.String(),
+  policy: Type.Unknown(),
+})
+const DeviceOut = Type.Object({
+  id: Type.String(),
+  serial: Type.String(),
+  modelId: Type.String(),
+  status: Type.String(),
+  patient: Nullable(Type.String()),
+})
+const PatientOut = Type.Object({ pseudonym: Type.String(), createdAt: Type.String() })
+const CareTeamOut = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  createdAt: Type.String(),
+})
+const CareTeamDetailOut = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  createdAt: Type.String(),
+  members: Type.Array(Type.String()),
+  patients: Type.Array(Type.String()),
+})
+const ChangeOut = Type.Object({ changed: Type.Boolean() })
+const GrantFields = {
+  id: Type.String(),
+  user: Type.String(),
+  patient: Type.String(),
+  reasonCode: Type.String(),
+  openedAt: Type.String(),
+  expiresAt: Type.String(),
+  reviewStatus: Type.String(),
+  reviewOutcome: Nullable(Type.String()),
+  reviewedBy: Nullable(Type.String()),
+  reviewedAt: Nullable(Type.String()),
+}
+const GrantOut = Type.Object(GrantFields)
+const ReviewItemOut = Type.Object({ ...GrantFields, reason: Nullable(Type.String()) })
+const ObservationBundle = Type.Object({
+  resourceType: Type.Literal('Bundle'),
+  type: Type.Literal('searchset'),
+  total: Type.Integer(),
+  entry: Type.Array(
+    Type.Object(
+      { fullUrl: Type.String(), resource: Type.Unknown() },
+      { additionalProperties: false },
+    ),
+  ),
+})
+
+async function organizationOf(ward: Ward, slug: string): Promise<Organization> {
+  return findOrganization(ward.store.db, slug).catch(hide)
+}
+
+async function inOrganization(ward: Ward, slug: string): Promise<Resolved> {
+  const organization = await organizationOf(ward, slug)
+  return { organization, resource: { type: 'organization', organizationId: organization.id } }
+}
+
+async function deviceIn(ward: Ward, slug: string, serial: string): Promise<Resolved> {
+  const organization = await organizationOf(ward, slug)
+  const device = await findDevice(ward.store.db, organization.id, serial).catch(hide)
+  return { organization, device, resource: { type: 'device', organizationId: organization.id } }
+}
+
+async function patientIn(ward: Ward, slug: string, pseudonym: string): Promise<Resolved> {
+  const organization = await organizationOf(ward, slug)
+  const patient = await findPatientByPseudonym(ward.store.db, organization.id, pseudonym).catch(
+    hide,
+  )
+  return {
+    organization,
+    patient,
+    resource: { type: 'patient', organizationId: organization.id, patientPseudonym: pseudonym },
+  }
+}
+
+async function careTeamIn(ward: Ward, slug: string, careTeamId: string): Promise<Resolved> {
+  const organization = await organizationOf(ward, slug)
+  const careTeam = await findCareTeam(ward.store.db, organization.id, careTeamId).catch(hide)
+  return {
+    organization,
+    careTeam,
+    resource: { type: 'care-team', organizationId: organization.id, careTeamId },
+  }
+}
+
+async function ownRecord(ward: Ward, principal: Principal): Promise<Resolved> {
+  const pseudonym = principal.patientPseudonym
+  if (principal.organizationId === null || pseudonym === undefined) {
+    // Not a patient: the policy refuses, naming its rule.
+    return { resource: { type: 'patient', organizationId: principal.organizationId } }
+  }
+  const organization = await findOrganizationById(ward.store.db, principal.organizationId).catch(
+    hide,
+  )
+  return patientIn(ward, organization.slug, pseudonym)
+}
+
+function hide(error: unknown): never {
+  if (isWardError(error) && error.code.endsWith('_NOT_FOUND')) {
+    throw hiddenResource()
+  }
+  throw error
+}
+
+function organizationOut(organization: Organization) {
+  return { id: organization.id, slug: organization.slug, name: organization.name }
+}
+
+function modelOut(model: DeviceModel) {
+  return { id: model.id, name: model.name, manufacturer: model.manufacturer, policy: model.policy }
+}
+
+async function devicesOut(ward: Ward, organizationId: string, devices: readonly Device[]) {
+  const pseudonyms = new Map<string, string>()
+  for (const id of new Set(devices.map((device) => device.patientId))) {
+    if (id === null) continue
+    pseudonyms.set(id, (await findPatient(ward.store.db, organizationId, id)).pseudonym)
+  }
+  return devices.map((device) => ({
+    id: device.id,
+    serial: device.serial,
+    modelId: device.modelId,
+    status: device.status,
+    patient: device.patientId === null ? null : (pseudonyms.get(device.patientId) ?? null),
+  }))
+}
+
+async function deviceOut(ward: Ward, device: Device) {
+  return (await devicesOut(ward, device.organizationId, [device]))[0]
+}
+
+function patientOut(patient: Patient) {
+  return { pseudonym: patient.pseudonym, createdAt: patient.createdAt }
+}
+
+function careTeamOut(team: CareTeam) {
+  return { id: team.id, name: team.name, createdAt: team.createdAt }
+}
+
+function grantOut(grant: BreakGlassGrant) {
+  return {
+    id: grant.id,
+    user: grant.userId,
+    patient: grant.patientPseudonym,
+    reasonCode: grant.reasonCode,
+    openedAt: grant.openedAt,
+    expiresAt: grant.expiresAt,
+    reviewStatus: grant.reviewStatus,
+    reviewOutcome: grant.reviewOutcome,
+    reviewedBy: grant.reviewedBy,
+    reviewedAt: grant.reviewedAt,
+  }
+}
+
+function reviewItemOut(item: BreakGlassReviewItem) {
+  return { ...grantOut(item), reason: item.reason }
+}
+
+const ok = (body: unknown) => ({ status: 200, body })
+const created = (body: unknown) => ({ status: 201, body })
+
+const org = '/v1/organizations/:organization'
+
+/**
+ * Every API route under the access policy: what it does, the action the policy is asked about,
+ * how the resource is found, and its schemas. The authorization matrix test is generated from
+ * this table, so a route added here without a row there fails it.
+ */
+export const apiRoutes: readonly ApiRoute[] = [
+  apiRoute({
+    method: 'GET',
+    url: '/v1/organizations',
+    action: 'organization.list',
+    purposeOfUse: 'HSYSADMIN',
+    summary: "The platform's organizations",
+    tag: 'platform',
+    response: { 200: Type.Array(OrganizationOut) },
+    resolve: async () => ({ resource: { type: 'platform', organizationId: null } }),
+    handle: async ({ ward }) => ok((await ward.listOrganizations()).map(organizationOut)),
+  }),
+
+  apiRoute({
+    method: 'GET',
+    url: `${org}/device-models`,
+    action: 'device-model.list',
+    purposeOfUse: 'HSYSADMIN',
+    summary: "The organization's device models",
+    tag: 'fleet',
+    params: OrganizationParams,
+    response: { 200: Type.Array(DeviceModelOut) },
+    resolve: (ward, params) => inOrganization(ward, params.organization),
+    handle: async ({ ward, params }) =>
+      ok((await ward.fleet.listDeviceModels(params.organization)).map(modelOut)),
+  }),
+  apiRoute({
+    method: 'POST',
+    url: `${org}/device-models`,
+    action: 'device-model.create',
+    purposeOfUse: 'HSYSADMIN',
+    summary: 'Registers a device model and what its devices may send',
+    tag: 'fleet',
+    params: OrganizationParams,
+    body: Type.Object(
+      { name: Name, manufacturer: Name, policy: Type.Object({}, { additionalProperties: true }) },
+      strict,
+    ),
+    response: { 201: DeviceModelOut },
+    resolve: (ward, params) => inOrganization(ward, params.organization),
+    handle: async ({ ward, params, body, context }) =>
+      created(modelOut(await ward.fleet.createDeviceModel(context, params.organization, body))),
+  }),
+
+  apiRoute({
+    method: 'GET',
+    url: `${org}/devices`,
+    action: 'device.list',
+    purposeOfUse: 'HSYSADMIN',
+    summary: "The organization's devices",
+    tag: 'fleet',
+    params: OrganizationParams,
+    response: { 200: Type.Array(DeviceOut) },
+    resolve: (ward, params) => inOrganization(ward, params.organization),
+    handle: async ({ ward, params, resolved }) => {
+      const devices = await ward.fleet.listDevices(params.organization)
+      return ok(await devicesOut(ward, resolved.organization?.id ?? '', devices))
+    },
+  }),
+  apiRoute({
+    method: 'POST',
+    url: `${org}/devices`,
+    action: 'device.create',
+    purposeOfUse: 'HSYSADMIN',
+    summary: 'Registers a device of a device model',
+    tag: 'fleet',
+    params: OrganizationParams,
+    body: Type.Object({ serial: Serial, model: Name }, strict),
+    response: { 201: DeviceOut },
+    resolve: (ward, params) => inOrganization(ward, params.organization),
+    handle: async ({ ward, params, body, context }) =>
+      created(
+        await deviceOut(ward, await ward.fleet.createDevice(context, params.organization, body)),
+      ),
+  }),
+  apiRoute({
+    method: 'PUT',
+    url: `${org}/devices/:serial/patient`,
+    action: 'device.assign',
+    purposeOfUse: 'HSYSADMIN',
+    summary: 'Assigns the device to a patient, or ends its assignment with null',
+    tag: 'fleet',
+    params: DeviceParams,
+    body: Type.Object({ patient: Nullable(Pseudonym) }, strict),
+    response: { 200: DeviceOut },
+    resolve: (ward, params) => deviceIn(ward, params.organization, params.serial),
+    handle: async ({ ward, params, body, context }) => {
+      const device = await ward.fleet
+        .assignDevice(context, params.organization, params.serial, body.patient)
+        .catch(hide)
+      return ok(await deviceOut(ward, device))
+    },
+  }),
+  apiRoute({
+    method: 'POST',
+    url: `${org}/devices/:serial/enrollment-tokens`,
+    action: 'enrollment-token.create',
+    purposeOfUse: 'HSYSADMIN',
+    summary: 'Issues a one-time enrollment token for the device; shown once',
+    tag: 'fleet',
+    params: DeviceParams,
+    response: { 201: Type.Object({ token: Type.String(), expiresAt: Type.String() }) },
+    resolve: (ward, params) => deviceIn(ward, params.organization, params.serial),
+    handle: async ({ ward, params, context }) =>
+      created(await ward.fleet.issueEnrollmentToken(context, params.organization, params.serial)),
+  }),
+  apiRoute({
+    method: 'POST',
+    url: `${org}/devices/:serial/suspension`,
+    action: 'device.suspend',
+    purposeOfUse: 'HSYSADMIN',
+    summary: 'Suspends the device: refused at once, open connections closed',
+    tag: 'fleet',
+    params: DeviceParams,
+    response: { 200: DeviceOut },
+    resolve: (ward, params) => deviceIn(ward, params.organization, params.serial),
+    handle: async ({ ward, params, context }) =>
+      ok(
+        await deviceOut(
+          ward,
+          await ward.fleet.suspendDevice(context, params.organization, params.serial),
+        ),
+      ),
+  }),
+  apiRoute({
+    method: 'DELETE',
+    url: `${org}/devices/:serial/suspension`,
+    action: 'device.reinstate',
+    purposeOfUse: 'HSYSADMIN',
+    summary: 'Lifts the suspension of the device',
+    tag: 'fleet',
+    params: DeviceParams,
+    response: { 200: DeviceOut },
+    resolve: (ward, params) => deviceIn(ward, params.organization, params.serial),
+    handle: async ({ ward, params, context }) =>
+      ok(
+        await deviceOut(
+          ward,
+          await ward.fleet.reinstateDevice(context, params.organization, params.serial),
+        ),
+      ),
+  }),
+  apiRoute({
+    method: 'POST',
+    url: `${org}/devices/:serial/revocation`,
+    action: 'device.revoke',
+    purposeOfUse: 'HSYSADMIN',
+    summary: 'Revokes every certificate of the device; it must enroll again',
+    tag: 'fleet',
+    params: DeviceParams,
+    response: { 200: DeviceOut },
+    resolve: (ward, params) => deviceIn(ward, params.organization, params.serial),
+    handle: async ({ ward, params, context }) =>
+      ok(
+        await deviceOut(
+          ward,
+          await ward.fleet.revokeDevice(context, params.organization, params.serial),
+        ),
+      ),
+  }),
+
+  apiRoute({
+    method: 'GET',
+    url: `${org}/patients`,
+    action: 'patient.list',
+    purposeOfUse: 'HSYSADMIN',
+    summary: "The organization's patients, by pseudonym only",
+    tag: 'patients',
+    params: OrganizationParams,
+    response: { 200: Type.Array(PatientOut) },
+    resolve: (ward, params) => inOrganization(ward, params.organization),
+    handle: async ({ ward, params }) =>
+      ok((await ward.fleet.listPatients(params.organization)).map(patientOut)),
+  }),
+  apiRoute({
+    method: 'POST',
+    url: `${org}/patients`,
+    action: 'patient.create',
+    purposeOfUse: 'HSYSADMIN',
+    summary: 'Registers a patient; the identity is sealed and the pseudonym returned',
+    tag: 'patients',
+    params: OrganizationParams,
+    body: Type.Object({ identity: PatientIdentitySchema }, strict),
+    response: { 201: PatientOut },
+    resolve: (ward, params) => inOrganization(ward, params.organization),
+    handle: async ({ ward, params, body, context }) =>
+      created(
+        patientOut(await ward.fleet.createPatient(context, params.organization, body.identity)),
+      ),
+  }),
+
+  apiRoute({
+    method: 'GET',
+    url: `${org}/care-teams`,
+    action: 'care-team.list',
+    purposeOfUse: 'HOPERAT',
+    summary: "The organization's care teams; a clinician or coordinator sees their own",
+    tag: 'care teams',
+    params: OrganizationParams,
+    response: { 200: Type.Array(CareTeamOut) },
+    resolve: (ward, params) => inOrganization(ward, params.organization),
+    handle: async ({ access, resolved, decision, principal }) => {
+      const organization = resolved.organization as Organization
+      const all = decision.role === 'org-admin'
+      const teams = await access.listCareTeams(organization, all ? undefined : principal.userId)
+      return ok(teams.map(careTeamOut))
+    },
+  }),
+  apiRoute({
+    method: 'POST',
+    url: `${org}/care-teams`,
+    action: 'care-team.create',
+    purposeOfUse: 'HSYSADMIN',
+    summary: 'Creates a care team',
+    tag: 'care teams',
+    params: OrganizationParams,
+    body: Type.Object({ name: Name }, strict),
+    response: { 201: CareTeamOut },
+    resolve: (ward, params) => inOrganization(ward, params.organization),
+    handle: async ({ access, resolved, body, context }) =>
+      created(
+        careTeamOut(
+          await access.createCareTeam(context, resolved.organization as Organization, body.name),
+        ),
+      ),
+  }),
+  apiRoute({
+    method: 'GET',
+    url: `${org}/care-teams/:careTeam`,
+    action: 'care-team.read',
+    purposeOfUse: 'HOPERAT',
+    summary: 'The care team with its members and patients',
+    tag: 'care teams',
+    params: CareTeamParams,
+    response: { 200: CareTeamDetailOut },
+    resolve: (ward, params) => careTeamIn(ward, params.organization, params.careTeam),
+    handle: async ({ access, resolved }) => {
+      const detail = await access.careTeamDetail(resolved.careTeam as CareTeam)
+      return ok({ ...careTeamOut(detail), members: detail.members, patients: detail.patients })
+    },
+  }),
+  apiRoute({
+    method: 'PUT',
+    url: `${org}/care-teams/:careTeam/members/:user`,
+    action: 'care-team.manage',
+    purposeOfUse: 'HSYSADMIN',
+    summary: 'Puts a person (by user id) on the care team',
+    tag: 'care teams',
+    params: MemberParams,
+    response: { 200: ChangeOut },
+    resolve: (ward, params) => careTeamIn(ward, params.organization, params.careTeam),
+    handle: async ({ access, resolved, params, context }) => {
+      const { organization, careTeam } = resolved as Required<Resolved>
+      return ok({ changed: await access.addMember(context, organization, careTeam, params.user) })
+    },
+  }),
+  apiRoute({
+    method: 'DELETE',
+    url: `${org}/care-teams/:careTeam/members/:user`,
+    action: 'care-team.manage',
+    purposeOfUse: 'HSYSADMIN',
+    summary: 'Takes a person off the care team',
+    tag: 'care teams',
+    params: MemberParams,
+    response: { 200: ChangeOut },
+    resolve: (ward, params) => careTeamIn(ward, params.organization, params.careTeam),
+    handle: async ({ access, resolved, params, context }) => {
+      const { organization, careTeam } = resolved as Required<Resolved>
+      return ok({
+        changed: await access.removeMember(context, organization, careTeam, params.user),
+      })
+    },
+  }),
+  apiRoute({
+    method: 'PUT',
+    url: `${org}/care-teams/:careTeam/patients/:patient`,
+    action: 'care-team.manage',
+    purposeOfUse: 'HSYSADMIN',
+    summary: "Puts a patient in the care team's care",
+    tag: 'care teams',
+    params: TeamPatientParams,
+    response: { 200: ChangeOut },
+    resolve: (ward, params) => careTeamIn(ward, params.organization, params.careTeam),
+    handle: async ({ ward, access, resolved, params, context }) => {
+      const { organization, careTeam } = resolved as Required<Resolved>
+      const patient = await findPatientByPseudonym(
+        ward.store.db,
+        organization.id,
+        params.patient,
+      ).catch(hide)
+      return ok({ changed: await access.addPatient(context, organization, careTeam, patient) })
+    },
+  }),
+  apiRoute({
+    method: 'DELETE',
+    url: `${org}/care-teams/:careTeam/patients/:patient`,
+    action: 'care-team.manage',
+    purposeOfUse: 'HSYSADMIN',
+    summary: "Ends the care team's care of a patient",
+    tag: 'care teams',
+    params: TeamPatientParams,
+    response: { 200: ChangeOut },
+    resolve: (ward, params) => careTeamIn(ward, params.organization, params.careTeam),
+    handle: async ({ ward, access, resolved, params, context }) => {
+      const { organization, careTeam } = resolved as Required<Resolved>
+      const patient = await findPatientByPseudonym(
+        ward.store.db,
+        organization.id,
+        params.patient,
+      ).catch(hide)
+      return ok({ changed: await access.removePatient(context, organization, careTeam, patient) })
+    },
+  }),
+
+  apiRoute({
+    method: 'POST',
+    url: `${org}/patients/:patient/break-glass`,
+    action: 'break-glass.open',
+    purposeOfUse: 'ETREAT',
+    summary: 'Opens time-boxed emergency access to a patient outside your care teams',
+    tag: 'break-glass',
+    params: PatientParams,
+    body: Type.Object(
+      {
+        reasonCode: oneOf(breakGlassReasonCodes),
+        reason: Type.String({
+          minLength: breakGlassReasonLength.min,
+          maxLength: breakGlassReasonLength.max,
+        }),
+        durationMinutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1440 })),
+      },
+      strict,
+    ),
+    response: { 201: GrantOut },
+    resolve: (ward, params) => patientIn(ward, params.organization, params.patient),
+    handle: async ({ access, resolved, body, context }) => {
+      const { organization, patient } = resolved as Required<Resolved>
+      return created(grantOut(await access.openBreakGlass(context, organization, patient, body)))
+    },
+  }),
+  apiRoute({
+    method: 'GET',
+    url: `${org}/break-glass-reviews`,
+    action: 'break-glass.review',
+    purposeOfUse: 'HOPERAT',
+    summary: 'The review queue of emergency grants, with their stated reasons',
+    tag: 'break-glass',
+    params: OrganizationParams,
+    querystring: Type.Object(
+      {
+        status: Type.Unsafe<'open' | 'closed'>({
+          type: 'string',
+          enum: ['open', 'closed'],
+          default: 'open',
+        }),
+        limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }),
+      },
+      strict,
+    ),
+    response: { 200: Type.Array(ReviewItemOut) },
+    resolve: (ward, params) => inOrganization(ward, params.organization),
+    handle: async ({ access, resolved, query, context }) => {
+      const items = await access.listReviews(context, resolved.organization as Organization, query)
+      return ok(items.map(reviewItemOut))
+    },
+  }),
+  apiRoute({
+    method: 'POST',
+    url: `${org}/break-glass-reviews/:grant/closure`,
+    action: 'break-glass.review',
+    purposeOfUse: 'HOPERAT',
+    summary: 'Closes the review of an emergency grant, ending the grant if it still runs',
+    tag: 'break-glass',
+    params: GrantParams,
+    body: Type.Object({ outcome: oneOf(breakGlassReviewOutcomes) }, strict),
+    response: { 200: GrantOut },
+    resolve: async (ward, params) => {
+      const organization = await organizationOf(ward, params.organization)
+      const grant = await findBreakGlassGrant(ward.store.db, organization.id, params.grant).catch(
+        hide,
+      )
+      return {
+        organization,
+        grant,
+        resource: {
+          type: 'break-glass-grant',
+          organizationId: organization.id,
+          patientPseudonym: grant.patientPseudonym,
+        },
+      }
+    },
+    handle: async ({ access, resolved, body, context }) => {
+      const { organization, grant } = resolved as Required<Resolved>
+      return ok(grantOut(await access.closeReview(context, organization, grant, body.outcome)))
+    },
+  }),
+
+  apiRoute({
+    method: 'GET',
+    url: `${org}/audit/checkpoint`,
+    action: 'audit-log.read',
+    purposeOfUse: 'HOPERAT',
+    summary: "The newest signed checkpoint of the organization's audit log, as a C2SP signed note",
+    tag: 'audit',
+    params: OrganizationParams,
+    response: { 200: Type.Object({ checkpoint: Type.String() }) },
+    resolve: async (ward, params) => {
+      const organization = await organizationOf(ward, params.organization)
+      return { organization, resource: { type: 'audit-log', organizationId: organization.id } }
+    },
+    handle: async ({ ward, resolved }) =>
+      ok({
+        checkpoint: (await ward.currentCheckpoint((resolved.organization as Organization).slug))
+          .note,
+      }),
+  }),
+  apiRoute({
+    method: 'GET',
+    url: '/v1/platform/audit/checkpoint',
+    action: 'audit-log.read',
+    purposeOfUse: 'HSYSADMIN',
+    summary: "The newest signed checkpoint of the platform's audit log (C2SP signed note)",
+    tag: 'audit',
+    response: { 200: Type.Object({ checkpoint: Type.String() }) },
+    resolve: async () => ({ resource: { type: 'audit-log', organizationId: null } }),
+    handle: async ({ ward }) =>
+      ok({ checkpoint: (await ward.currentCheckpoint(platformLogName)).note }),
+  }),
+
+  apiRoute({
+    method: 'GET',
+    url: `${org}/patients/:patient/observations`,
+    action: 'observation.read',
+    purposeOfUse: 'TREAT',
+    summary:
+      "A patient's readings over a time range, as a FHIR searchset Bundle; under emergency access send x-purpose-of-use: ETREAT",
+    tag: 'readings',
+    params: PatientParams,
+    querystring: ReadingsQuery,
+    response: { 200: ObservationBundle },
+    resolve: (ward, params) => patientIn(ward, params.organization, params.patient),
+    handle: async ({ ward, resolved, query, context }) => {
+      const { organization, patient } = resolved as Required<Resolved>
+      return ok(
+        observationBundle(await readPatientReadings(ward, context, organization, patient, query)),
+      )
+    },
+  }),
+  apiRoute({
+    method: 'GET',
+    url: '/v1/me/observations',
+    action: 'observation.read',
+    purposeOfUse: 'PATRQT',
+    summary: 'Your own readings over a time range, as a FHIR searchset Bundle',
+    tag: 'readings',
+    querystring: ReadingsQuery,
+    response: { 200: ObservationBundle },
+    resolve: (ward, _params, principal) => ownRecord(ward, principal),
+    handle: async ({ ward, resolved, query, context }) => {
+      const { organization, patient } = resolved as Required<Resolved>
+      return ok(
+        observationBundle(await readPatientReadings(ward, context, organization, patient, query)),
+      )
+    },
+  }),
+]
+
+function observationBundle(observations: readonly { id: string; resource: unknown }[]) {
+  return {
+    resourceType: 'Bundle' as const,
+    type: 'searchset' as const,
+    total: observations.length,
+    entry: observations.map((observation) => ({
+      fullUrl: `urn:uuid:${observation.id}`,
+      resource: { ...(observation.resource as object), id: observation.id },
+    })),
+  }
+}
