@@ -9,7 +9,7 @@ import { WardError } from '@ward/core'
 import { configSummary, type WardConfig } from './config/index.js'
 import { buildServer } from './http/server.js'
 import { startDeviceEndpoint, type DeviceEndpoint } from './ingest/index.js'
-import { startJobs } from './jobs/index.js'
+import { rolloutJob, startJobs } from './jobs/index.js'
 import type { Logger } from './logging/index.js'
 import { Ward } from './ward.js'
 
@@ -70,6 +70,7 @@ export async function serveWard(config: WardConfig, logger: Logger): Promise<Run
           await ward.signGrownCheckpoints()
         },
       },
+      rolloutJob(ward, config.rollouts.checkIntervalSeconds),
     ])
     logger.info({ url, deviceUrl: devices.url, store: ward.store.dialect }, 'listening')
 

@@ -37,6 +37,7 @@ import {
   loadNoteSigner,
   type KeyWrappingProvider,
 } from './keys/index.js'
+import { Rollouts } from './rollouts.js'
 import { openStore, type Store, type Transaction } from './store/index.js'
 import { insertOrganization, listOrganizations, type Organization } from './tenancy/index.js'
 
@@ -163,6 +164,8 @@ export class Ward {
   readonly keyring: Keyring
   /** Device models, devices, patients, enrollment and readings. */
   readonly fleet: Fleet
+  /** Staged rollouts of firmware releases. */
+  readonly rollouts: Rollouts
 
   private constructor(config: WardConfig, store: Store, keys: KeyWrappingProvider) {
     this.config = config
@@ -175,6 +178,7 @@ export class Ward {
       keyShares: LocalKeyShareStore.open(homePaths(config.home).keyShares),
     })
     this.fleet = new Fleet(this)
+    this.rollouts = new Rollouts(this)
   }
 
   /** Records `input` in log `logName` inside `tx`, as done under `context`. */

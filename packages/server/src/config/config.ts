@@ -193,6 +193,13 @@ export const settings: readonly Setting[] = [
     rule: { kind: 'integer', min: 1, max: 86_400 },
     defaultValue: () => 60,
   },
+  {
+    name: 'rollouts.checkIntervalSeconds',
+    env: 'WARD_ROLLOUT_CHECK_INTERVAL_SECONDS',
+    description: 'how often running rollouts are moved on and checked against their deadlines',
+    rule: { kind: 'integer', min: 1, max: 3600 },
+    defaultValue: () => 30,
+  },
 ]
 
 /** Ward's validated configuration. Paths are absolute. */
@@ -225,6 +232,7 @@ export interface WardConfig {
   }
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent' }
   readonly audit: { readonly checkpointIntervalSeconds: number }
+  readonly rollouts: { readonly checkIntervalSeconds: number }
 }
 
 /** Where configuration comes from; tests pass these explicitly instead of touching `process`. */
@@ -419,6 +427,7 @@ function toConfig(values: Record<string, unknown>): WardConfig {
     },
     log: { level: get('log.level') },
     audit: { checkpointIntervalSeconds: get('audit.checkpointIntervalSeconds') },
+    rollouts: { checkIntervalSeconds: get('rollouts.checkIntervalSeconds') },
   }
 }
 

@@ -4,6 +4,7 @@ import { devicesMigrations } from '../devices/migrations.js'
 import { identityMigrations } from '../identity/migrations.js'
 import { keysMigrations } from '../keys/migrations.js'
 import { recordsMigrations } from '../records/migrations.js'
+import { rolloutMigrations } from '../updates/rollout-migrations.js'
 import type { Dialect } from './store.js'
 
 /**
@@ -97,6 +98,7 @@ function allMigrations(dialect: Dialect): Record<string, Migration> {
     ...identityMigrations(dialect),
     ...devicesMigrations(dialect),
     ...recordsMigrations(dialect),
+    ...rolloutMigrations(dialect),
   }
 }
 

@@ -4,6 +4,7 @@ import type { DevicesTables } from '../devices/tables.js'
 import type { IdentityTables } from '../identity/tables.js'
 import type { KeysTables } from '../keys/tables.js'
 import type { RecordsTables } from '../records/tables.js'
+import type { RolloutTables } from '../updates/rollout-tables.js'
 
 /**
  * The tables Ward keeps, as Kysely sees them. Each domain owns its tables and is the only one
@@ -13,7 +14,12 @@ import type { RecordsTables } from '../records/tables.js'
  * text, byte strings are BLOB (SQLite) or BYTEA (PostgreSQL), counters are 64-bit integers
  * read back as JavaScript numbers.
  */
-export interface Database extends KeysTables, IdentityTables, DevicesTables, RecordsTables {
+export interface Database
+  extends KeysTables,
+    IdentityTables,
+    DevicesTables,
+    RecordsTables,
+    RolloutTables {
   organizations: OrganizationTable
   signing_keys: SigningKeyTable
   audit_logs: AuditLogTable

@@ -1,0 +1,32 @@
+// The updates domain's door. Rollouts: staged, self-halting distribution of a firmware release
+// to devices, referring to releases by id and version through `ReleaseCatalog`.
+export {
+  abortRollout,
+  checkRelease,
+  checkStatusReport,
+  createRollout,
+  evaluateRollout,
+  findRollout,
+  listRolloutDevices,
+  listRollouts,
+  offerFor,
+  pauseRollout,
+  recordStatusReport,
+  resumeRollout,
+  runningRollouts,
+  summarizeRollout,
+  type PauseReason,
+  type ReleaseCatalog,
+  type ReportedStatus,
+  type Rollout,
+  type RolloutChange,
+  type RolloutDevice,
+  type RolloutDeviceStatus,
+  type RolloutOffer,
+  type RolloutPlan,
+  type RolloutRelease,
+  type RolloutState,
+  type RolloutSummary,
+  type StageCounts,
+} from './rollouts.js'
+export { rolloutPosition, stageFor } from './rollout-selection.js'
