@@ -331,7 +331,11 @@ export class Fleet {
    * then records a wipe certificate and refuses the device. Asking again while a wipe is open
    * returns the open one.
    */
-  async wipeDevice(context: OperationContext, slug: string, serial: string): Promise<DeviceCommand> {
+  async wipeDevice(
+    context: OperationContext,
+    slug: string,
+    serial: string,
+  ): Promise<DeviceCommand> {
     return this.#act(context, slug, async (tx, organization) => {
       const device = await findDevice(tx, organization.id, serial)
       const { command, created } = await queueWipe(tx, device)

@@ -70,11 +70,7 @@ export class Rollouts {
   }
 
   /** Creates a rollout and starts its first stage. */
-  async create(
-    context: OperationContext,
-    slug: string,
-    request: RolloutRequest,
-  ): Promise<Rollout> {
+  async create(context: OperationContext, slug: string, request: RolloutRequest): Promise<Rollout> {
     return this.#act(context, slug, async (tx, organization) => {
       const release = await this.#releases.findRelease(tx, organization.id, request.releaseId)
       const modelIds =
@@ -89,7 +85,9 @@ export class Rollouts {
         request.devices === undefined
           ? undefined
           : await Promise.all(
-              request.devices.map(async (device) => (await findDevice(tx, organization.id, device)).id),
+              request.devices.map(
+                async (device) => (await findDevice(tx, organization.id, device)).id,
+              ),
             )
       return createRollout(tx, {
         dialect: this.#ward.store.dialect,

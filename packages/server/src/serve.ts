@@ -70,7 +70,7 @@ export async function serveWard(config: WardConfig, logger: Logger): Promise<Run
           await ward.signGrownCheckpoints()
         },
       },
-      rolloutJob(ward, config.rollouts.checkIntervalSeconds),
+      rolloutJob(ward.rollouts, config.rollouts.checkIntervalSeconds),
     ])
     logger.info({ url, deviceUrl: devices.url, store: ward.store.dialect }, 'listening')
 

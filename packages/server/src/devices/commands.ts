@@ -256,7 +256,10 @@ export async function recordWipeCertificate(
     if (existing !== undefined) return { certificate: existing, created: false }
   }
   if (command.status === 'cancelled' || command.kind !== 'wipe') {
-    throw new WardError('ERR_DEVICE_STATE', `a ${command.status} ${command.kind} cannot be confirmed`)
+    throw new WardError(
+      'ERR_DEVICE_STATE',
+      `a ${command.status} ${command.kind} cannot be confirmed`,
+    )
   }
   const { report } = confirmation
   const certificate: WipeCertificate = {

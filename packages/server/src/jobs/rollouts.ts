@@ -1,5 +1,5 @@
 import { systemContext } from '../context.js'
-import type { Ward } from '../ward.js'
+import type { Rollouts } from '../rollouts.js'
 import type { Job } from './scheduler.js'
 
 /**
@@ -8,12 +8,12 @@ import type { Job } from './scheduler.js'
  * reported nothing by their stage's deadline as timed out and pauses it. Which clock it reads is
  * the rollouts' own, so tests drive deadlines with a clock of their choosing.
  */
-export function rolloutJob(ward: Ward, intervalSeconds: number): Job {
+export function rolloutJob(rollouts: Rollouts, intervalSeconds: number): Job {
   return {
     name: 'rollouts',
     intervalSeconds,
     run: async () => {
-      await ward.rollouts.advance(systemContext('rollouts'))
+      await rollouts.advance(systemContext('rollouts'))
     },
   }
 }

@@ -15,11 +15,7 @@ import type { RolloutTables } from '../updates/rollout-tables.js'
  * read back as JavaScript numbers.
  */
 export interface Database
-  extends KeysTables,
-    IdentityTables,
-    DevicesTables,
-    RecordsTables,
-    RolloutTables {
+  extends KeysTables, IdentityTables, DevicesTables, RecordsTables, RolloutTables {
   organizations: OrganizationTable
   signing_keys: SigningKeyTable
   audit_logs: AuditLogTable

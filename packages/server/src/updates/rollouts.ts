@@ -35,13 +35,7 @@ export type PauseReason = 'operator' | 'failure-threshold' | 'report-deadline'
  * `rolled-back` — or `timed-out` when it reported nothing final by its stage's deadline.
  */
 export type RolloutDeviceStatus =
-  | 'pending'
-  | 'offered'
-  | 'downloading'
-  | 'installed'
-  | 'failed'
-  | 'rolled-back'
-  | 'timed-out'
+  'pending' | 'offered' | 'downloading' | 'installed' | 'failed' | 'rolled-back' | 'timed-out'
 
 /** What a device may report. */
 export type ReportedStatus = 'downloading' | 'installed' | 'failed' | 'rolled-back'
@@ -212,7 +206,10 @@ export async function createRollout(
   if (plan.deviceIds !== undefined) {
     const known = new Set(devices.map((device) => device.id))
     if (plan.deviceIds.some((deviceId) => !known.has(deviceId))) {
-      throw new WardError('ERR_DEVICE_NOT_FOUND', 'a device of the group is not in this organization')
+      throw new WardError(
+        'ERR_DEVICE_NOT_FOUND',
+        'a device of the group is not in this organization',
+      )
     }
   }
   const reachable = devices.filter(
@@ -342,7 +339,12 @@ export async function evaluateRollout(
       changes.push({
         operation: 'rollout.pause',
         rolloutId: rollout.id,
-        detail: { reason: 'report-deadline', stage: rollout.stage, timedOut: waiting, devices: total },
+        detail: {
+          reason: 'report-deadline',
+          stage: rollout.stage,
+          timedOut: waiting,
+          devices: total,
+        },
       })
       break
     }
@@ -448,7 +450,8 @@ export async function abortRollout(
   now: Date,
 ): Promise<{ rollout: Rollout; changes: RolloutChange[] }> {
   const rollout = await lockRollout(tx, dialect, organizationId, rolloutId)
-  if (rollout.state !== 'running' && rollout.state !== 'paused') throw stateError(rollout, 'aborted')
+  if (rollout.state !== 'running' && rollout.state !== 'paused')
+    throw stateError(rollout, 'aborted')
   const aborted = await update(tx, rollout, { state: 'aborted', paused_reason: null }, now)
   return {
     rollout: aborted,
@@ -658,7 +661,8 @@ export async function summarizeRollout(
   const stages = rollout.stages.slice(0, rollout.stage + 1).map((percent, stage) => {
     const devices = emptyCounts()
     for (const row of rows) {
-      if (Number(row.stage) === stage) devices[row.status as RolloutDeviceStatus] = Number(row.devices)
+      if (Number(row.stage) === stage)
+        devices[row.status as RolloutDeviceStatus] = Number(row.devices)
     }
     return { stage, percent, devices }
   })
