@@ -1,4 +1,5 @@
-import { X509Certificate, createHash } from 'node:crypto'
+import type { X509Certificate } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { open, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 

@@ -1,4 +1,5 @@
-import { X509Certificate, createHash, randomUUID, verify } from 'node:crypto'
+import type { X509Certificate } from 'node:crypto'
+import { createHash, randomUUID, verify } from 'node:crypto'
 
 import {
   WardError,
