@@ -17,6 +17,7 @@ import {
 } from '@ward/server'
 
 import { fleetCommand, fleetOptions, fleetUsage } from './fleet-commands.js'
+import { rolloutCommand, rolloutOptions, rolloutUsage } from './rollout-commands.js'
 import { verifyExport } from './verify.js'
 
 const usage = `ward — Ward's operator command
@@ -35,6 +36,7 @@ usage:
                                                 check an exported log offline
   ward config reference                         print every setting as a Markdown table
 ${fleetUsage}
+${rolloutUsage}
 
 Settings come from WARD_* variables or a JSON file named by WARD_CONFIG; see the README.
 `
@@ -73,6 +75,15 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parse(argv.slice(2), fleetOptions)
       const lines = await withWard((ward) =>
         fleetCommand(ward, operatorContext(), command, subcommand ?? '', values, required),
+      )
+      if (lines === undefined) break
+      for (const line of lines) console.log(line)
+      return 0
+    }
+    case 'rollout': {
+      const { values } = parse(argv.slice(2), rolloutOptions)
+      const lines = await withWard((ward) =>
+        rolloutCommand(ward, operatorContext(), subcommand ?? '', values, required),
       )
       if (lines === undefined) break
       for (const line of lines) console.log(line)
