@@ -233,3 +233,61 @@ async function writeJournal(directory: string, journal: Journal): Promise<void> 
     await parent.close()
   }
 }
+
+/** A running watch for lifecycle commands alongside a delivering agent. */
+export interface CommandWatch {
+  /** Resolves when the device wiped itself on command; the agent is stopped by then. */
+  readonly wiped: Promise<WipeOutcome>
+  /** Stops watching; a check under way finishes. */
+  stop(): void
+}
+
+/**
+ * Watches for lifecycle commands while `options.agent` delivers: asks Ward once at once (the
+ * connection cycle) and again after a delivery cycle ends (each batch answered or failed), at
+ * most every `intervalMs` (default 60 s), and every `intervalMs` while the agent is idle. A wipe stops the agent, erases the device and
+ * resolves `wiped`. Failing to ask is left for the next cycle and reported through `onError`.
+ */
+export function watchCommands(
+  options: CommandOptions & {
+    readonly agent: DeviceAgent
+    readonly intervalMs?: number
+    readonly onError?: (error: unknown) => void
+  },
+): CommandWatch {
+  const intervalMs = options.intervalMs ?? 60_000
+  let lastCheck = -Infinity
+  let checking = false
+  let stopped = false
+  let resolveWiped: (outcome: WipeOutcome) => void = () => undefined
+  const wiped = new Promise<WipeOutcome>((resolve) => {
+    resolveWiped = resolve
+  })
+
+  const check = () => {
+    if (stopped || checking || Date.now() - lastCheck < intervalMs) return
+    checking = true
+    lastCheck = Date.now()
+    runCommands(options)
+      .then((outcome) => {
+        if (outcome === undefined) return
+        stop()
+        resolveWiped(outcome)
+      })
+      .catch((error: unknown) => options.onError?.(error))
+      .finally(() => {
+        checking = false
+      })
+  }
+  const stop = () => {
+    stopped = true
+    clearInterval(timer)
+    options.agent.off('progress', check)
+  }
+
+  options.agent.on('progress', check)
+  const timer = setInterval(check, intervalMs)
+  timer.unref()
+  check()
+  return { wiped, stop }
+}

@@ -4,7 +4,15 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 
-import { DeviceClient, DurableQueue, enroll, runCommands, type Observation } from '@ward/device'
+import {
+  DeviceAgent,
+  DeviceClient,
+  DurableQueue,
+  enroll,
+  runCommands,
+  watchCommands,
+  type Observation,
+} from '@ward/device'
 
 import { dialects } from '../../test/support.js'
 import { systemContext } from '../context.js'
@@ -129,6 +137,37 @@ for (const { dialect, skip } of dialects) {
       assert.equal((await events('device.wipe.request')).length, 2)
       assert.equal((await events('device.wipe.deliver')).length, 1)
       client.close()
+    })
+
+    test('a delivering agent watching for commands stops and wipes itself when told', async () => {
+      const { serial, token } = await registerTestDevice(testWard.ward, acme)
+      const directory = join(testWard.directory, `watch-${serial}`)
+      const client = await enroll({
+        url: testWard.running.devices.url,
+        enrollmentUrl: testWard.running.url,
+        serverName: acme.serverName,
+        caPem: testWard.serverCaPem,
+        serial,
+        token,
+        keyDirectory: join(directory, 'identity'),
+      })
+      const queueDirectory = join(directory, 'queue')
+      const queue = await DurableQueue.open(queueDirectory)
+      const agent = new DeviceAgent({ queue, client, retry: { baseDelayMs: 50, maxDelayMs: 200 } })
+      const watch = watchCommands({ client, queue, queueDirectory, agent, intervalMs: 50 })
+      agent.start()
+      await queue.enqueue(reading(98))
+      await agent.drain(AbortSignal.timeout(10_000))
+      assert.equal(agent.counters.accepted, 1)
+
+      await testWard.ward.fleet.wipeDevice(operator, acme.slug, serial)
+      const outcome = await watch.wiped
+      assert.equal(outcome.confirmed, true)
+      assert.equal(outcome.report.erased.queuedReadings, 0)
+      await assert.rejects(queue.enqueue(reading(99)), /closed/, 'the agent stopped for good')
+      assert.equal(existsSync(queueDirectory), false)
+      assert.deepEqual(readdirSync(join(directory, 'identity')), [])
+      assert.equal((await findDevice(testWard.ward.store.db, acme.id, serial)).status, 'wiped')
     })
 
     test('a wipe command is delivered again until confirmed, and a repeated confirmation changes nothing', async () => {
@@ -340,6 +379,22 @@ for (const { dialect, skip } of dialects) {
       const after = await httpsRequest(testWard.running.devices.url, '/v1/rollout', asDevice)
       assert.deepEqual(after.json(), { update: null })
       assert.equal((await events('rollout.device.status')).length, 2)
+    })
+
+    test('lifecycle and rollout paths keep patient identities out of logs and audit events', async () => {
+      const rows = await testWard.ward.store.db
+        .selectFrom('audit_entries')
+        .innerJoin('audit_logs', 'audit_logs.id', 'audit_entries.log_id')
+        .select('audit_entries.body')
+        .where('audit_logs.name', '=', acme.slug)
+        .execute()
+      const audit = rows.map((row) => Buffer.from(row.body).toString('utf8')).join('\n')
+      const serviceLog = testWard.logLines.join('\n')
+      assert.match(audit, /device\.wipe\.confirm/)
+      for (const identifier of ['Testpatient', 'Fictional', '1970-01-01']) {
+        assert.equal(audit.includes(identifier), false, `${identifier} in an audit event`)
+        assert.equal(serviceLog.includes(identifier), false, `${identifier} in the service log`)
+      }
     })
   })
 }
