@@ -20,6 +20,7 @@ import {
   listDeviceModels,
   listDevices,
   listWipeCertificates,
+  openCommands,
   queueWipe,
   recordWipeCertificate,
   redeemEnrollmentToken,
@@ -417,6 +418,8 @@ export class Fleet {
     organizationId: string,
     deviceId: string,
   ): Promise<DeviceCommand[]> {
+    // Devices ask on every cycle and almost always hear of nothing: that answer takes no lock.
+    if ((await openCommands(this.#ward.store.db, organizationId, deviceId)).length === 0) return []
     const slug = await this.#slugOf(organizationId)
     return this.#ward.store.transaction(async (tx) => {
       const { commands, firstDelivery } = await deliverCommands(tx, organizationId, deviceId)

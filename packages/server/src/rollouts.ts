@@ -9,6 +9,7 @@ import {
   abortRollout,
   checkStatusReport,
   createRollout,
+  currentOffer,
   evaluateRollout,
   listRolloutDevices,
   listRollouts,
@@ -57,6 +58,7 @@ export class Rollouts {
   readonly #ward: Ward
   #releases: ReleaseCatalog
   readonly #clock: () => Date
+  readonly #slugs = new Map<string, string>()
 
   constructor(ward: Ward, options: { releases?: ReleaseCatalog; clock?: () => Date } = {}) {
     this.#ward = ward
@@ -155,6 +157,9 @@ export class Rollouts {
     organizationId: string,
     deviceId: string,
   ): Promise<RolloutOffer | undefined> {
+    // Asked on every cycle: only a device told for the first time needs a write (and its audit).
+    const current = await currentOffer(this.#ward.store.db, organizationId, deviceId)
+    if (current === undefined || current.status !== 'pending') return current?.offer
     return this.#actIn(context, organizationId, async (tx) => {
       const { offer, changes } = await offerFor(tx, organizationId, deviceId, this.#clock())
       return { result: offer, changes }
@@ -235,11 +240,17 @@ export class Rollouts {
     organizationId: string,
     work: (tx: Transaction) => Promise<{ result: T; changes: RolloutChange[] }>,
   ): Promise<T> {
-    const { slug } = await findOrganizationById(this.#ward.store.db, organizationId)
+    let slug = this.#slugs.get(organizationId)
+    if (slug === undefined) {
+      // An organization's slug never changes.
+      slug = (await findOrganizationById(this.#ward.store.db, organizationId)).slug
+      this.#slugs.set(organizationId, slug)
+    }
+    const logName = slug
     return this.#ward.store.transaction(async (tx) => {
       const { result, changes } = await work(tx)
       for (const change of changes) {
-        await this.#ward.audit(tx, slug, { ...context, organizationId }, auditEventOf(change))
+        await this.#ward.audit(tx, logName, { ...context, organizationId }, auditEventOf(change))
       }
       return result
     })

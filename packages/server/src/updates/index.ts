@@ -5,6 +5,7 @@ export {
   checkRelease,
   checkStatusReport,
   createRollout,
+  currentOffer,
   evaluateRollout,
   findRollout,
   listRolloutDevices,

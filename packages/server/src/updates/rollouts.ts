@@ -469,6 +469,34 @@ export async function offerFor(
   deviceId: string,
   now: Date,
 ): Promise<{ offer: RolloutOffer | undefined; changes: RolloutChange[] }> {
+  const current = await currentOffer(tx, organizationId, deviceId)
+  if (current === undefined) return { offer: undefined, changes: [] }
+  const { offer, status } = current
+  const changes: RolloutChange[] = []
+  if (status === 'pending') {
+    await tx
+      .updateTable('rollout_devices')
+      .set({ status: 'offered', updated_at: now.toISOString() })
+      .where('rollout_id', '=', offer.rolloutId)
+      .where('device_id', '=', deviceId)
+      .where('status', '=', 'pending')
+      .execute()
+    changes.push({
+      operation: 'rollout.device.offer',
+      rolloutId: offer.rolloutId,
+      deviceId,
+      detail: { release: offer.releaseId, version: offer.version },
+    })
+  }
+  return { offer, changes }
+}
+
+/** What {@link offerFor} would answer, and the device's status, without changing anything. */
+export async function currentOffer(
+  tx: Transaction,
+  organizationId: string,
+  deviceId: string,
+): Promise<{ offer: RolloutOffer; status: RolloutDeviceStatus } | undefined> {
   const row = await tx
     .selectFrom('rollout_devices')
     .innerJoin('rollouts', 'rollouts.id', 'rollout_devices.rollout_id')
@@ -484,26 +512,10 @@ export async function offerFor(
     .where('rollout_devices.status', 'in', [...unsettled, 'timed-out'])
     .orderBy('rollouts.created_at', 'desc')
     .executeTakeFirst()
-  if (row === undefined) return { offer: undefined, changes: [] }
-  const changes: RolloutChange[] = []
-  if (row.status === 'pending') {
-    await tx
-      .updateTable('rollout_devices')
-      .set({ status: 'offered', updated_at: now.toISOString() })
-      .where('rollout_id', '=', row.rolloutId)
-      .where('device_id', '=', deviceId)
-      .where('status', '=', 'pending')
-      .execute()
-    changes.push({
-      operation: 'rollout.device.offer',
-      rolloutId: row.rolloutId,
-      deviceId,
-      detail: { release: row.releaseId, version: row.version },
-    })
-  }
+  if (row === undefined) return undefined
   return {
     offer: { rolloutId: row.rolloutId, releaseId: row.releaseId, version: row.version },
-    changes,
+    status: row.status as RolloutDeviceStatus,
   }
 }
 
