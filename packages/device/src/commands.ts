@@ -89,6 +89,17 @@ export async function runCommands(options: CommandOptions): Promise<WipeOutcome 
  * delivered but not completed.
  */
 export async function wipe(options: CommandOptions, commandId: string): Promise<WipeOutcome> {
+  return finishWipe(options, await prepareWipe(options, commandId))
+}
+
+/**
+ * Steps 1 and 2 of {@link wipe}: stops delivering, counts the queue, signs the report and
+ * writes the journal. What is left is what `runCommands` finishes after a crash.
+ */
+export async function prepareWipe(
+  options: CommandOptions,
+  commandId: string,
+): Promise<{ report: WipeReport; signature: string }> {
   const { client } = options
   await options.agent?.stop()
   let queuedReadings = 0
@@ -115,7 +126,7 @@ export async function wipe(options: CommandOptions, commandId: string): Promise<
   const signature = toBase64(await client.signWithDeviceKey(wipeReportSigningInput(report)))
   const journal: Journal = { report, signature }
   await writeJournal(client.directory, journal)
-  return finishWipe(options, journal)
+  return journal
 }
 
 interface Journal {

@@ -457,10 +457,33 @@ export class Fleet {
     certificate: X509Certificate,
   ): Promise<{ certificate: WipeCertificate; created: boolean }> {
     const slug = await this.#slugOf(organizationId)
+    const command = await findCommand(this.#ward.store.db, organizationId, deviceId, commandId)
+    let confirmation: ReturnType<typeof checkWipeConfirmation>
+    try {
+      // A repeated confirmation is held to the same checks, then answered as the first was.
+      confirmation = checkWipeConfirmation(body, { commandId, deviceId, certificate })
+    } catch (error) {
+      if (!(error instanceof WardError)) throw error
+      // A confirmation that does not hold is a security event in its own right.
+      await this.#ward.store.transaction((tx) =>
+        this.#ward.audit(
+          tx,
+          slug,
+          { ...context, organizationId },
+          {
+            type: auditEventTypes.securityAlert,
+            operation: 'device.wipe.confirm',
+            action: 'D',
+            outcome: '8',
+            outcomeDescription: error.code,
+            entity: [{ type: 'Device', what: deviceId, detail: { command: command.id } }],
+          },
+        ),
+      )
+      throw error
+    }
     return this.#ward.store.transaction(async (tx) => {
       const command = await findCommand(tx, organizationId, deviceId, commandId)
-      // A repeated confirmation is held to the same checks, then answered as the first was.
-      const confirmation = checkWipeConfirmation(body, { commandId, deviceId, certificate })
       if (command.status === 'completed') {
         const existing = await findWipeCertificate(tx, organizationId, commandId)
         if (existing !== undefined) return { certificate: existing, created: false }

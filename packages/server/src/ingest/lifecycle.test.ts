@@ -9,6 +9,7 @@ import {
   DeviceClient,
   DurableQueue,
   enroll,
+  prepareWipe,
   runCommands,
   watchCommands,
   type Observation,
@@ -170,6 +171,44 @@ for (const { dialect, skip } of dialects) {
       assert.equal((await findDevice(testWard.ward.store.db, acme.id, serial)).status, 'wiped')
     })
 
+    test('a wipe interrupted after the report was signed is finished from the journal on restart', async () => {
+      const { serial, token } = await registerTestDevice(testWard.ward, acme)
+      const directory = join(testWard.directory, `crash-${serial}`)
+      const identityDirectory = join(directory, 'identity')
+      const queueDirectory = join(directory, 'queue')
+      const client = await enroll({
+        url: testWard.running.devices.url,
+        enrollmentUrl: testWard.running.url,
+        serverName: acme.serverName,
+        caPem: testWard.serverCaPem,
+        serial,
+        token,
+        keyDirectory: identityDirectory,
+      })
+      const queue = await DurableQueue.open(queueDirectory)
+      for (const percent of [91, 92]) await queue.enqueue(reading(percent))
+      const command = await testWard.ward.fleet.wipeDevice(operator, acme.slug, serial)
+
+      // The device signs its report and journals it, then loses power.
+      const journal = await prepareWipe({ client, queueDirectory, queue }, command.id)
+      client.close()
+      assert.ok(existsSync(join(identityDirectory, 'wipe.json')))
+      assert.ok(readdirSync(identityDirectory).some((name) => name.endsWith('.key')))
+
+      // On restart it finishes that wipe before asking for anything else.
+      const restarted = await DeviceClient.open(identityDirectory)
+      const outcome = await runCommands({ client: restarted, queueDirectory })
+      assert.equal(outcome?.confirmed, true)
+      assert.deepEqual(outcome?.report, journal.report)
+      assert.equal(outcome?.report.erased.queuedReadings, 2)
+      assert.equal(existsSync(queueDirectory), false)
+      assert.deepEqual(readdirSync(identityDirectory), [])
+      const [certificate] = await testWard.ward.fleet.wipeCertificates(acme.slug, serial)
+      assert.equal(certificate?.queuedReadings, 2)
+      assert.equal(certificate?.id, outcome?.wipeCertificate)
+      restarted.close()
+    })
+
     test('a wipe command is delivered again until confirmed, and a repeated confirmation changes nothing', async () => {
       const device = await enrollTestDevice(testWard, acme)
       const command = await testWard.ward.fleet.wipeDevice(operator, acme.slug, device.serial)
@@ -233,6 +272,11 @@ for (const { dialect, skip } of dialects) {
       )
       assert.equal(forged.status, 401)
       assert.equal((forged.json() as { code: string }).code, 'ERR_SIGNATURE_INVALID')
+      const alerts = (await events('device.wipe.confirm')).filter(
+        (event) => event['outcome'] === '8',
+      )
+      assert.equal(alerts.length, 1, 'the forged confirmation is audited as a failure')
+      assert.equal(alerts[0]?.['outcomeDescription'], 'ERR_SIGNATURE_INVALID')
 
       // The real agent confirms; the same confirmation again is answered as the first.
       const directory = join(testWard.directory, `sdk-${device.serial}`)
