@@ -209,6 +209,35 @@ for (const { dialect, skip } of dialects) {
       restarted.close()
     })
 
+    test('a device that crashed after Ward recorded its wipe erases its key as soon as Ward refuses it', async () => {
+      const { serial, token } = await registerTestDevice(testWard.ward, acme)
+      const identityDirectory = join(testWard.directory, `late-${serial}`, 'identity')
+      const queueDirectory = join(testWard.directory, `late-${serial}`, 'queue')
+      const client = await enroll({
+        url: testWard.running.devices.url,
+        enrollmentUrl: testWard.running.url,
+        serverName: acme.serverName,
+        caPem: testWard.serverCaPem,
+        serial,
+        token,
+        keyDirectory: identityDirectory,
+      })
+      const command = await testWard.ward.fleet.wipeDevice(operator, acme.slug, serial)
+      const journal = await prepareWipe({ client, queueDirectory }, command.id)
+      const answer = await client.request('POST', `/v1/commands/${command.id}/result`, journal)
+      assert.equal(answer.status, 200)
+      client.close()
+
+      const started = Date.now()
+      const restarted = await DeviceClient.open(identityDirectory)
+      const outcome = await runCommands({ client: restarted, queueDirectory })
+      assert.ok(Date.now() - started < 10_000, 'a refusal ends the retries')
+      assert.equal(outcome?.confirmed, false, 'this time Ward refused rather than answered')
+      assert.deepEqual(readdirSync(identityDirectory), [])
+      assert.equal((await testWard.ward.fleet.wipeCertificates(acme.slug, serial)).length, 1)
+      restarted.close()
+    })
+
     test('a wipe command is delivered again until confirmed, and a repeated confirmation changes nothing', async () => {
       const device = await enrollTestDevice(testWard, acme)
       const command = await testWard.ward.fleet.wipeDevice(operator, acme.slug, device.serial)
@@ -272,6 +301,30 @@ for (const { dialect, skip } of dialects) {
       )
       assert.equal(forged.status, 401)
       assert.equal((forged.json() as { code: string }).code, 'ERR_SIGNATURE_INVALID')
+      // Another device of the organization cannot see or answer this device's command.
+      const stranger = await enrollTestDevice(testWard, acme)
+      const foreign = await httpsRequest(
+        testWard.running.devices.url,
+        `/v1/commands/${command.id}/result`,
+        {
+          serverName: acme.serverName,
+          ca: testWard.serverCaPem,
+          cert: stranger.chainPem,
+          key: stranger.keyPem,
+          contentType: 'application/json',
+          body: { report: {}, signature: '' },
+        },
+      )
+      assert.equal(foreign.status, 404)
+      assert.equal((foreign.json() as { code: string }).code, 'ERR_COMMAND_NOT_FOUND')
+      const theirs = await httpsRequest(testWard.running.devices.url, '/v1/commands', {
+        serverName: acme.serverName,
+        ca: testWard.serverCaPem,
+        cert: stranger.chainPem,
+        key: stranger.keyPem,
+      })
+      assert.deepEqual(theirs.json(), { commands: [] })
+
       const alerts = (await events('device.wipe.confirm')).filter(
         (event) => event['outcome'] === '8',
       )
