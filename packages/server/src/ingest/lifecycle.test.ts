@@ -27,6 +27,7 @@ import {
   logged,
   postAsDevice,
   registerTestDevice,
+  run,
   spo2Reading,
   startTestWard,
   type TestDevice,
@@ -35,6 +36,8 @@ import {
 } from './test-support.js'
 
 const operator = systemContext('test')
+// The device command as shipped: the compiled build that `npm test` makes first.
+const deviceCommand = new URL('../../../device/dist/main.js', import.meta.url).pathname
 
 function reading(percent: number): Observation {
   const observation = spo2Reading('unused', percent)
@@ -168,6 +171,35 @@ for (const { dialect, skip } of dialects) {
       await assert.rejects(queue.enqueue(reading(99)), /closed/, 'the agent stopped for good')
       assert.equal(existsSync(queueDirectory), false)
       assert.deepEqual(readdirSync(join(directory, 'identity')), [])
+      assert.equal((await findDevice(testWard.ward.store.db, acme.id, serial)).status, 'wiped')
+    })
+
+    test('ward-device send carries out a wipe before it sends anything', async () => {
+      const { serial, token } = await registerTestDevice(testWard.ward, acme)
+      const directory = join(testWard.directory, `cli-${serial}`)
+      const client = await enroll({
+        url: testWard.running.devices.url,
+        enrollmentUrl: testWard.running.url,
+        serverName: acme.serverName,
+        caPem: testWard.serverCaPem,
+        serial,
+        token,
+        keyDirectory: directory,
+      })
+      client.close()
+      const queue = await DurableQueue.open(join(directory, 'queue'))
+      for (const percent of [93, 94]) await queue.enqueue(reading(percent))
+      await queue.close()
+      await testWard.ward.fleet.wipeDevice(operator, acme.slug, serial)
+
+      const sent = await run(process.execPath, [deviceCommand, 'send', '--dir', directory])
+      assert.equal(sent.exitCode, 0, sent.stderr)
+      assert.match(
+        sent.stdout,
+        /^wiped on command [0-9a-f-]+: erased 2 queued and 0 refused readings, 1 key and 1 certificate; Ward recorded wipe certificate [0-9a-f-]+$/m,
+      )
+      assert.doesNotMatch(sent.stdout, /accepted/)
+      assert.deepEqual(readdirSync(directory), [])
       assert.equal((await findDevice(testWard.ward.store.db, acme.id, serial)).status, 'wiped')
     })
 
