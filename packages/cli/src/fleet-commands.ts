@@ -19,6 +19,13 @@ export const fleetUsage = `  ward device-model create --org <slug> --name <n> --
   ward device list --org <slug>
   ward device assign --org <slug> --serial <s> --patient <pseudonym>
   ward device unassign|suspend|reinstate|revoke --org <slug> --serial <s>
+  ward device wipe --org <slug> --serial <s>    queue a remote wipe for the device's next
+                                                connection; it is refused once it confirms
+  ward device wipe-certificates --org <slug> --serial <s>
+                                                what the device confirmed it erased, and when
+  ward device decommission --org <slug> --serial <s>
+                                                revoke its certificates, end its assignment,
+                                                retire it for good
   ward enrollment-token create --org <slug> --serial <s>
                                                 one-time token, shown once
   ward manufacturer register --org <slug> --name <n> --certificate <ca.pem>
@@ -114,6 +121,25 @@ export async function fleetCommand(
       return [
         `device ${(await fleet.revokeDevice(context, org(), serial())).serial}: certificates revoked`,
       ]
+    case 'device wipe': {
+      const command = await fleet.wipeDevice(context, org(), serial())
+      return [
+        `wipe of device ${serial()} queued as command ${command.id} (${command.status}); ` +
+          "it runs on the device's next connection",
+      ]
+    }
+    case 'device wipe-certificates':
+      return (await fleet.wipeCertificates(org(), serial())).map(
+        (certificate) =>
+          `${certificate.id}\tcommand ${certificate.commandId}\terased at ${certificate.erasedAt}\t` +
+          `recorded at ${certificate.recordedAt}\t${certificate.queuedReadings} queued and ` +
+          `${certificate.rejectedReadings} refused readings\tkeys ${certificate.keyIds.join(',')}\t` +
+          `certificates ${certificate.certificateSerials.join(',')}`,
+      )
+    case 'device decommission': {
+      const device = await fleet.decommissionDevice(context, org(), serial())
+      return [`device ${device.serial} decommissioned: certificates revoked, assignment ended`]
+    }
     case 'enrollment-token create': {
       const issued = await fleet.issueEnrollmentToken(context, org(), serial())
       return [issued.token, `expires ${issued.expiresAt}`]

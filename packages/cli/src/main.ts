@@ -18,6 +18,7 @@ import {
 
 import { fleetCommand, fleetOptions, fleetUsage } from './fleet-commands.js'
 import { updateCommand, updateOptions, updateUsage } from './update-commands.js'
+import { rolloutCommand, rolloutOptions, rolloutUsage } from './rollout-commands.js'
 import { verifyExport } from './verify.js'
 
 const usage = `ward — Ward's operator command
@@ -37,6 +38,7 @@ usage:
   ward config reference                         print every setting as a Markdown table
 ${fleetUsage}
 ${updateUsage}
+${rolloutUsage}
 
 Settings come from WARD_* variables or a JSON file named by WARD_CONFIG; see the README.
 `
@@ -94,6 +96,15 @@ async function main(argv: string[]): Promise<number> {
         withWard,
         required,
       })
+      if (lines === undefined) break
+      for (const line of lines) console.log(line)
+      return 0
+    }
+    case 'rollout': {
+      const { values } = parse(argv.slice(2), rolloutOptions)
+      const lines = await withWard((ward) =>
+        rolloutCommand(ward, operatorContext(), subcommand ?? '', values, required),
+      )
       if (lines === undefined) break
       for (const line of lines) console.log(line)
       return 0

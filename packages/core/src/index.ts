@@ -1,6 +1,7 @@
 // The public surface of @ward/core: pure, isomorphic logic with no I/O. Other packages import
 // only from here.
 export * from './checkpoint.js'
+export * from './device-commands.js'
 export * from './device-policy.js'
 export * from './encoding.js'
 export * from './errors.js'

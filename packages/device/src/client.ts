@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey, sign, webcrypto } from 'node:crypto'
-import { access, mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
+import { access, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises'
 import { Agent, request } from 'node:https'
 import type { IncomingHttpHeaders } from 'node:http'
 import { join } from 'node:path'
@@ -437,6 +437,58 @@ export class DeviceClient implements ReadingSender, RenewableCertificate {
     this.agent.destroy()
   }
 
+  /**
+   * One request to the device endpoint over mutual TLS: a GET, or a POST of `payload` as JSON.
+   * Resolves with whatever Ward answered; throws a `DeliveryError` only when no answer came.
+   */
+  request(
+    method: 'GET' | 'POST',
+    path: string,
+    payload?: unknown,
+    signal?: AbortSignal,
+  ): Promise<{ status: number; headers: IncomingHttpHeaders; body: unknown }> {
+    return post(this.endpoint, this.agent, path, payload, signal, method)
+  }
+
+  /** The directory holding the device's key, certificate and identity. */
+  get directory(): string {
+    return this.keyDirectory
+  }
+
+  /** The certificate the device presents now. */
+  async certificate(): Promise<X509Certificate> {
+    const file = join(this.keyDirectory, certificateFile(this.stored.generation))
+    return new X509Certificate(await readFile(file, 'utf8'))
+  }
+
+  /** Signs `data` (ECDSA P-256, SHA-256, DER) with the device's current private key. */
+  async signWithDeviceKey(data: Uint8Array): Promise<Buffer> {
+    const file = join(this.keyDirectory, keyFile(this.stored.generation))
+    return sign('sha256', data, createPrivateKey(await readFile(file, 'utf8')))
+  }
+
+  /**
+   * Erases the device's identity: every key and certificate generation, the trust anchors and
+   * identity.json, each overwritten with zeros and flushed before it is unlinked, then closes
+   * the connections. Resolves with the names of the files erased. Overwriting cannot reach
+   * copies a flash translation layer or a copy-on-write file system keeps elsewhere; a device
+   * that must rule those out keeps its key in a secure element and destroys it there.
+   */
+  async eraseIdentity(): Promise<string[]> {
+    this.agent.destroy()
+    const names = (await readdir(this.keyDirectory)).filter(
+      (name) =>
+        /^device-\d+\.(key|crt)(\.tmp)?$/.test(name) ||
+        name === IDENTITY_FILE ||
+        name === CA_FILE ||
+        name === `${IDENTITY_FILE}.tmp`,
+    )
+    // The key first: from then on nothing can act as this device.
+    names.sort((a, b) => Number(b.endsWith('.key')) - Number(a.endsWith('.key')))
+    for (const name of names) await overwriteAndUnlink(join(this.keyDirectory, name))
+    return names
+  }
+
   private mutualAgent(privateKeyPem: string, certificateChain: string): Agent {
     return new Agent({
       keepAlive: true,
@@ -561,8 +613,9 @@ function post(
   path: string,
   payload: unknown,
   signal?: AbortSignal,
+  method: 'GET' | 'POST' = 'POST',
 ): Promise<Answer> {
-  const body = Buffer.from(JSON.stringify(payload), 'utf8')
+  const body = method === 'GET' ? Buffer.alloc(0) : Buffer.from(JSON.stringify(payload), 'utf8')
   const base = endpoint.url.pathname.replace(/\/+$/, '')
 
   return new Promise<Answer>((resolve, reject) => {
@@ -584,7 +637,7 @@ function post(
         hostname: endpoint.url.hostname.replace(/^\[(.*)\]$/, '$1'),
         port: endpoint.url.port === '' ? 443 : Number(endpoint.url.port),
         path: `${base}${path}`,
-        method: 'POST',
+        method,
         agent,
         servername: endpoint.serverName,
         // The server name picks the organization; Ward's certificate names Ward itself, the
@@ -593,7 +646,7 @@ function post(
           checkServerIdentity(wardHostName(endpoint.serverName), certificate),
         signal,
         headers: {
-          'content-type': 'application/fhir+json',
+          ...(method === 'GET' ? {} : { 'content-type': 'application/fhir+json' }),
           accept: 'application/fhir+json, application/json, application/problem+json',
           'content-length': body.length,
         },
@@ -824,4 +877,25 @@ function keyFile(generation: number): string {
 
 function certificateFile(generation: number): string {
   return `device-${generation}.crt`
+}
+
+/** Overwrites a file with zeros, flushes it, and unlinks it; a file already gone is fine. */
+export async function overwriteAndUnlink(path: string): Promise<void> {
+  let size: number
+  try {
+    size = (await stat(path)).size
+  } catch {
+    return
+  }
+  const handle = await open(path, 'r+')
+  try {
+    const zeros = Buffer.alloc(Math.min(size, 1024 * 1024))
+    for (let offset = 0; offset < size; offset += zeros.length) {
+      await handle.write(zeros, 0, Math.min(zeros.length, size - offset), offset)
+    }
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  await unlink(path)
 }

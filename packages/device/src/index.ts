@@ -2,6 +2,7 @@
 // the fleet simulator built from them.
 export * from './agent.js'
 export * from './client.js'
+export * from './commands.js'
 export * from './fhir.js'
 export * from './queue.js'
 export * from './simulate.js'

@@ -8,6 +8,7 @@ import { WardError, isWardError } from '@ward/core'
 import { DeviceAgent } from './agent.js'
 import { DeviceClient, enroll } from './client.js'
 import type { ConnectionOptions, TlsMinimum } from './client.js'
+import { runCommands } from './commands.js'
 import { observationsIn } from './fhir.js'
 import type { Observation } from './fhir.js'
 import { DurableQueue } from './queue.js'
@@ -25,7 +26,9 @@ usage:
       get a new certificate for a new key over mutual TLS; the old one stays until it is stored
   ward-device send --dir <dir> [--file <file>] [--timeout <seconds>] [--batch-size <n>]
       queue the Observations in <file> (one Observation, an array or a Bundle), then deliver
-      everything queued in <dir>/queue; without --file, deliver what is already queued
+      everything queued in <dir>/queue; without --file, deliver what is already queued.
+      Before and after, carry out Ward's lifecycle commands: on a wipe, erase the queue, the
+      key and the certificate, confirm, and stop
   ward-device simulate --devices <n> --rate <r> --duration <seconds> --dir <dir>
                        --url <url> [--enrollment-url <url>] --server-name <name> --ca <file>
                        [--tokens <file>]
@@ -158,6 +161,8 @@ async function sendCommand(args: string[]): Promise<number> {
   const queue = await DurableQueue.open(join(directory, 'queue'))
   const agent = new DeviceAgent({ queue, client, batchSize, certificate: client })
   try {
+    // Commands first: a device told to wipe itself queues and sends nothing more.
+    if (await obeyCommands(client, directory, queue)) return 0
     const enqueued = new Set<string>()
     for (const observation of observations) enqueued.add(await queue.enqueue(observation))
 
@@ -166,6 +171,7 @@ async function sendCommand(args: string[]): Promise<number> {
       drained = false
     })
     await agent.stop()
+    if (await obeyCommands(client, directory, queue)) return 0
 
     const counters = agent.counters
     process.stdout.write(
@@ -190,6 +196,36 @@ async function sendCommand(args: string[]): Promise<number> {
     client.close()
     await queue.close()
   }
+}
+
+/**
+ * Asks Ward for lifecycle commands and carries them out; true when the device wiped itself and
+ * must stop. Not reaching Ward is reported and left for the next cycle.
+ */
+async function obeyCommands(
+  client: DeviceClient,
+  directory: string,
+  queue: DurableQueue,
+): Promise<boolean> {
+  let outcome
+  try {
+    outcome = await runCommands({ client, queueDirectory: join(directory, 'queue'), queue })
+  } catch (error) {
+    if (!isWardError(error)) throw error
+    process.stderr.write(`ward-device: commands not fetched: ${error.message}\n`)
+    return false
+  }
+  if (outcome === undefined) return false
+  const { erased } = outcome.report
+  process.stdout.write(
+    `wiped on command ${outcome.commandId}: erased ${erased.queuedReadings} queued and ` +
+      `${erased.rejectedReadings} refused readings, ${erased.keys.length} key and ` +
+      `${erased.certificates.length} certificate; ` +
+      (outcome.confirmed
+        ? `Ward recorded wipe certificate ${outcome.wipeCertificate ?? ''}\n`
+        : 'Ward did not confirm in time\n'),
+  )
+  return true
 }
 
 async function simulateCommand(args: string[]): Promise<number> {

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import type { X509Certificate } from 'node:crypto'
 
 import { WardError, checkObservation } from '@ward/core'
 
@@ -6,17 +7,28 @@ import { auditEventTypes, type AuditEventInput } from './audit/index.js'
 import type { OperationContext } from './context.js'
 import {
   assignDevice,
+  cancelOpenCommands,
+  checkWipeConfirmation,
   createDevice,
   createDeviceModel,
   createEnrollmentToken,
+  deliverCommands,
+  findCommand,
   findDevice,
+  findWipeCertificate,
   findDeviceModel,
   listDeviceModels,
   listDevices,
+  listWipeCertificates,
+  openCommands,
+  queueWipe,
+  recordWipeCertificate,
   redeemEnrollmentToken,
   setDeviceStatus,
   type Device,
+  type DeviceCommand,
   type DeviceModel,
+  type WipeCertificate,
 } from './devices/index.js'
 import {
   issueDeviceCertificate,
@@ -372,6 +384,208 @@ export class Fleet {
     return this.#changeTrust(context, slug, serial, 'device.revoke', async (tx, device) => {
       await revokeDeviceCertificates(tx, device.organizationId, device.id, 'keyCompromise')
       return device
+    })
+  }
+
+  /**
+   * Queues a remote wipe for device `serial`. The device receives it on its next connection to
+   * the device endpoint, erases its queued readings, keys and certificate, and confirms; Ward
+   * then records a wipe certificate and refuses the device. Asking again while a wipe is open
+   * returns the open one.
+   */
+  async wipeDevice(
+    context: OperationContext,
+    slug: string,
+    serial: string,
+  ): Promise<DeviceCommand> {
+    return this.#act(context, slug, async (tx, organization) => {
+      const device = await findDevice(tx, organization.id, serial)
+      const { command, created } = await queueWipe(tx, device)
+      return [
+        command,
+        {
+          type: auditEventTypes.applicationActivity,
+          operation: 'device.wipe.request',
+          action: 'E',
+          entity: [
+            { type: 'Device', what: device.id, detail: { command: command.id, queued: created } },
+          ],
+        },
+      ]
+    })
+  }
+
+  /**
+   * Decommissions device `serial` for good: every certificate revoked (cessation of operation,
+   * refused at the handshake from the next CRL on, open connections cut), open commands
+   * cancelled, the patient assignment ended and the status `decommissioned`. The audit event
+   * names the patient whose assignment ended.
+   */
+  async decommissionDevice(
+    context: OperationContext,
+    slug: string,
+    serial: string,
+  ): Promise<Device> {
+    const device = await this.#act(context, slug, async (tx, organization) => {
+      const device = await findDevice(tx, organization.id, serial)
+      const patient =
+        device.patientId === null ? null : await findPatient(tx, organization.id, device.patientId)
+      const revoked = await revokeDeviceCertificates(
+        tx,
+        organization.id,
+        device.id,
+        'cessationOfOperation',
+      )
+      const cancelled = await cancelOpenCommands(tx, organization.id, device.id)
+      const decommissioned = await setDeviceStatus(tx, device, 'decommissioned')
+      return [
+        decommissioned,
+        {
+          type: auditEventTypes.applicationActivity,
+          operation: 'device.decommission',
+          action: 'U',
+          entity: [
+            {
+              type: 'Device',
+              what: device.id,
+              ...(patient === null ? {} : { patient: patient.pseudonym }),
+              detail: {
+                certificatesRevoked: revoked.length,
+                commandsCancelled: cancelled,
+                assignmentEnded: patient !== null,
+              },
+            },
+          ],
+        },
+      ]
+    })
+    this.events.emit('trust-changed', device.organizationId, device.id)
+    return device
+  }
+
+  /** The wipe certificates recorded for device `serial`, oldest first. */
+  async wipeCertificates(slug: string, serial: string): Promise<WipeCertificate[]> {
+    const organization = await findOrganization(this.#ward.store.db, slug)
+    const device = await findDevice(this.#ward.store.db, organization.id, serial)
+    return listWipeCertificates(this.#ward.store.db, organization.id, device.id)
+  }
+
+  /**
+   * The device's open lifecycle commands, as the device endpoint hands them over. Each command
+   * is handed over again until the device confirms it; its first delivery is audited.
+   */
+  async deliverCommands(
+    context: OperationContext,
+    organizationId: string,
+    deviceId: string,
+  ): Promise<DeviceCommand[]> {
+    // Devices ask on every cycle and almost always hear of nothing: that answer takes no lock.
+    if ((await openCommands(this.#ward.store.db, organizationId, deviceId)).length === 0) return []
+    const slug = await this.#slugOf(organizationId)
+    return this.#ward.store.transaction(async (tx) => {
+      const { commands, firstDelivery } = await deliverCommands(tx, organizationId, deviceId)
+      for (const command of firstDelivery) {
+        await this.#ward.audit(
+          tx,
+          slug,
+          { ...context, organizationId },
+          {
+            type: auditEventTypes.applicationActivity,
+            operation: `device.${command.kind}.deliver`,
+            action: 'E',
+            entity: [{ type: 'Device', what: deviceId, detail: { command: command.id } }],
+          },
+        )
+      }
+      return commands
+    })
+  }
+
+  /**
+   * Takes a device's confirmation that it carried out wipe command `commandId`: checks the
+   * report it signed with the key of `certificate` (the certificate of its connection), records
+   * the wipe certificate, revokes the device's certificates and marks it `wiped`, all with one
+   * audit event. Confirming again returns the first certificate and changes nothing. The caller
+   * announces the change of trust (`events`) once its answer is on its way, so the device hears
+   * that Ward recorded the wipe before its connection is cut.
+   */
+  async confirmWipe(
+    context: OperationContext,
+    organizationId: string,
+    deviceId: string,
+    commandId: string,
+    body: unknown,
+    certificate: X509Certificate,
+  ): Promise<{ certificate: WipeCertificate; created: boolean }> {
+    const slug = await this.#slugOf(organizationId)
+    const command = await findCommand(this.#ward.store.db, organizationId, deviceId, commandId)
+    let confirmation: ReturnType<typeof checkWipeConfirmation>
+    try {
+      // A repeated confirmation is held to the same checks, then answered as the first was.
+      confirmation = checkWipeConfirmation(body, { commandId, deviceId, certificate })
+    } catch (error) {
+      if (!(error instanceof WardError)) throw error
+      // A confirmation that does not hold is a security event in its own right.
+      await this.#ward.store.transaction((tx) =>
+        this.#ward.audit(
+          tx,
+          slug,
+          { ...context, organizationId },
+          {
+            type: auditEventTypes.securityAlert,
+            operation: 'device.wipe.confirm',
+            action: 'D',
+            outcome: '8',
+            outcomeDescription: error.code,
+            entity: [{ type: 'Device', what: deviceId, detail: { command: command.id } }],
+          },
+        ),
+      )
+      throw error
+    }
+    return this.#ward.store.transaction(async (tx) => {
+      const command = await findCommand(tx, organizationId, deviceId, commandId)
+      if (command.status === 'completed') {
+        const existing = await findWipeCertificate(tx, organizationId, commandId)
+        if (existing !== undefined) return { certificate: existing, created: false }
+      }
+      const recorded = await recordWipeCertificate(tx, command, {
+        ...confirmation,
+        certificatePem: certificate.toString(),
+      })
+      const revoked = await revokeDeviceCertificates(
+        tx,
+        organizationId,
+        deviceId,
+        'cessationOfOperation',
+      )
+      await setDeviceStatus(tx, await findDevice(tx, organizationId, deviceId), 'wiped')
+      await this.#ward.audit(
+        tx,
+        slug,
+        { ...context, organizationId },
+        {
+          type: auditEventTypes.applicationActivity,
+          operation: 'device.wipe.confirm',
+          action: 'D',
+          entity: [
+            {
+              type: 'Device',
+              what: deviceId,
+              detail: {
+                command: command.id,
+                wipeCertificate: recorded.certificate.id,
+                queuedReadings: recorded.certificate.queuedReadings,
+                rejectedReadings: recorded.certificate.rejectedReadings,
+                keysErased: recorded.certificate.keyIds.length,
+                certificatesErased: recorded.certificate.certificateSerials.length,
+                certificatesRevoked: revoked.length,
+              },
+            },
+          ],
+        },
+      )
+      return recorded
     })
   }
 

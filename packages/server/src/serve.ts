@@ -9,7 +9,7 @@ import { WardError } from '@ward/core'
 import { configSummary, type WardConfig } from './config/index.js'
 import { buildServer, type ServerOptions } from './http/server.js'
 import { startDeviceEndpoint, type DeviceEndpoint } from './ingest/index.js'
-import { startJobs } from './jobs/index.js'
+import { rolloutJob, startJobs } from './jobs/index.js'
 import type { Logger } from './logging/index.js'
 import { updateTimestampsJob } from './updates/index.js'
 import { Ward } from './ward.js'
@@ -76,6 +76,7 @@ export async function serveWard(
         },
       },
       updateTimestampsJob(ward),
+      rolloutJob(ward.rollouts, config.rollouts.checkIntervalSeconds),
     ])
     logger.info({ url, deviceUrl: devices.url, store: ward.store.dialect }, 'listening')
 

@@ -37,6 +37,7 @@ import {
   loadNoteSigner,
   type KeyWrappingProvider,
 } from './keys/index.js'
+import { Rollouts } from './rollouts.js'
 import { openStore, type Store, type Transaction } from './store/index.js'
 import { insertOrganization, listOrganizations, type Organization } from './tenancy/index.js'
 import { Updates } from './updates/index.js'
@@ -166,6 +167,8 @@ export class Ward {
   readonly fleet: Fleet
   /** TUF repositories, firmware releases and install reports. */
   readonly updates: Updates
+  /** Staged rollouts of firmware releases. */
+  readonly rollouts: Rollouts
 
   private constructor(config: WardConfig, store: Store, keys: KeyWrappingProvider) {
     this.config = config
@@ -179,6 +182,7 @@ export class Ward {
     })
     this.fleet = new Fleet(this)
     this.updates = new Updates(this)
+    this.rollouts = new Rollouts(this)
   }
 
   /** Records `input` in log `logName` inside `tx`, as done under `context`. */

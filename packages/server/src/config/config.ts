@@ -228,6 +228,13 @@ export const settings: readonly Setting[] = [
     rule: { kind: 'integer', min: 60, max: 365 * 86_400 },
     defaultValue: () => 7 * 86_400,
   },
+  {
+    name: 'rollouts.checkIntervalSeconds',
+    env: 'WARD_ROLLOUT_CHECK_INTERVAL_SECONDS',
+    description: 'how often running rollouts are moved on and checked against their deadlines',
+    rule: { kind: 'integer', min: 1, max: 3600 },
+    defaultValue: () => 30,
+  },
 ]
 
 /** Ward's validated configuration. Paths are absolute. */
@@ -269,6 +276,7 @@ export interface WardConfig {
     readonly timestampLifetimeSeconds: number
     readonly snapshotLifetimeSeconds: number
   }
+  readonly rollouts: { readonly checkIntervalSeconds: number }
 }
 
 /** Where configuration comes from; tests pass these explicitly instead of touching `process`. */
@@ -484,6 +492,7 @@ function toConfig(values: Record<string, unknown>): WardConfig {
       timestampLifetimeSeconds: get('updates.timestampLifetimeSeconds'),
       snapshotLifetimeSeconds: get('updates.snapshotLifetimeSeconds'),
     },
+    rollouts: { checkIntervalSeconds: get('rollouts.checkIntervalSeconds') },
   }
 }
 

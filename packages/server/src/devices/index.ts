@@ -15,3 +15,20 @@ export {
   type DeviceStatus,
 } from './registry.js'
 export { standardDeviceModels } from './standard-models.js'
+export {
+  cancelOpenCommands,
+  certificateSerial,
+  checkWipeConfirmation,
+  deliverCommands,
+  findCommand,
+  findWipeCertificate,
+  listWipeCertificates,
+  openCommands,
+  publicKeyId,
+  queueWipe,
+  recordWipeCertificate,
+  type DeviceCommand,
+  type DeviceCommandKind,
+  type DeviceCommandStatus,
+  type WipeCertificate,
+} from './commands.js'

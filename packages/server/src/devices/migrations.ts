@@ -3,9 +3,9 @@ import type { Kysely, Migration } from 'kysely'
 import type { Dialect } from '../store/store.js'
 
 /**
- * The devices domain's tables (device models, devices, enrollment tokens). Names start with
- * 0004 so they run after the foundation, keys and identity; a shipped migration is never
- * edited, a change is a new one.
+ * The devices domain's tables (device models, devices, enrollment tokens; then lifecycle
+ * commands and wipe certificates). The first starts with 0004 so it runs after the foundation,
+ * keys and identity; a shipped migration is never edited, a change is a new one.
  */
 export function devicesMigrations(_dialect: Dialect): Record<string, Migration> {
   return {
@@ -52,6 +52,50 @@ export function devicesMigrations(_dialect: Dialect): Record<string, Migration> 
           .addColumn('expires_at', 'text', (column) => column.notNull())
           .addColumn('used_at', 'text')
           .addColumn('created_at', 'text', (column) => column.notNull())
+          .execute()
+      },
+    },
+    '0007-device-commands': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('device_commands')
+          .addColumn('id', 'text', (column) => column.primaryKey())
+          .addColumn('organization_id', 'text', (column) =>
+            column.notNull().references('organizations.id'),
+          )
+          .addColumn('device_id', 'text', (column) => column.notNull().references('devices.id'))
+          .addColumn('kind', 'text', (column) => column.notNull())
+          .addColumn('status', 'text', (column) => column.notNull())
+          .addColumn('issued_at', 'text', (column) => column.notNull())
+          .addColumn('delivered_at', 'text')
+          .addColumn('deliveries', 'integer', (column) => column.notNull())
+          .addColumn('completed_at', 'text')
+          .execute()
+        await db.schema
+          .createIndex('device_commands_device')
+          .on('device_commands')
+          .columns(['organization_id', 'device_id', 'status'])
+          .execute()
+
+        await db.schema
+          .createTable('wipe_certificates')
+          .addColumn('id', 'text', (column) => column.primaryKey())
+          .addColumn('organization_id', 'text', (column) =>
+            column.notNull().references('organizations.id'),
+          )
+          .addColumn('device_id', 'text', (column) => column.notNull().references('devices.id'))
+          .addColumn('command_id', 'text', (column) =>
+            column.notNull().unique().references('device_commands.id'),
+          )
+          .addColumn('queued_readings', 'integer', (column) => column.notNull())
+          .addColumn('rejected_readings', 'integer', (column) => column.notNull())
+          .addColumn('key_ids', 'text', (column) => column.notNull())
+          .addColumn('certificate_serials', 'text', (column) => column.notNull())
+          .addColumn('erased_at', 'text', (column) => column.notNull())
+          .addColumn('report', 'text', (column) => column.notNull())
+          .addColumn('signature', 'text', (column) => column.notNull())
+          .addColumn('signing_certificate', 'text', (column) => column.notNull())
+          .addColumn('recorded_at', 'text', (column) => column.notNull())
           .execute()
       },
     },

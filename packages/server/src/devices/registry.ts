@@ -16,9 +16,10 @@ export interface DeviceModel {
 /**
  * Where a device is in its life: `provisioned` (registered, not yet enrolled), `active`
  * (holds a certificate and may send), `suspended` (refused at once, for incident containment;
- * reversible) and `decommissioned` (retired for good).
+ * reversible), `wiped` (confirmed a remote wipe: its data, keys and certificate are gone and it is
+ * refused; it can only be decommissioned) and `decommissioned` (retired for good).
  */
-export type DeviceStatus = 'provisioned' | 'active' | 'suspended' | 'decommissioned'
+export type DeviceStatus = 'provisioned' | 'active' | 'suspended' | 'wiped' | 'decommissioned'
 
 /** A device and, when it has one, the patient its readings belong to. */
 export interface Device {
@@ -206,8 +207,9 @@ export async function deviceChangeMark(tx: Transaction, organizationId: string):
 
 const transitions: Record<DeviceStatus, readonly DeviceStatus[]> = {
   provisioned: ['active', 'suspended', 'decommissioned'],
-  active: ['suspended', 'decommissioned'],
+  active: ['suspended', 'wiped', 'decommissioned'],
   suspended: ['active', 'provisioned', 'decommissioned'],
+  wiped: ['decommissioned'],
   decommissioned: [],
 }
 

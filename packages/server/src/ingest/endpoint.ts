@@ -23,6 +23,7 @@ import { registerUpdateRoutes } from '../updates/index.js'
 import type { Ward } from '../ward.js'
 import { batchResponse, readingsOf } from './batch.js'
 import { DeviceConnections, type ConnectedDevice } from './device-connections.js'
+import { registerLifecycleRoutes } from './lifecycle-routes.js'
 import { OrganizationTrust, endpointTlsOptions } from './organization-trust.js'
 import { ReadingBudget } from './reading-budget.js'
 
@@ -72,7 +73,8 @@ const refusalCodes = new Set<WardErrorCode>([
  * the change was made by this process or by another one sharing the store.
  *
  * Routes: `POST /v1/observations` (one Observation or a batch Bundle, answered by a FHIR
- * batch-response) and `POST /v1/renew`. Limits: the body size, the readings a batch may hold,
+ * batch-response), `POST /v1/renew`, and the lifecycle and rollout routes of
+ * `lifecycle-routes.ts`. Limits: the body size, the readings a batch may hold,
  * each device model's readings per minute and the requests per minute of one address.
  */
 export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<DeviceEndpoint> {
@@ -327,6 +329,9 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
   // The routes need only the base instance type; this one differs only in its logger's type.
   registerUpdateRoutes(app as unknown as FastifyInstance, ward, (request) =>
     admittedDevice(admitted, request),
+  )
+  await app.register(async (scope) =>
+    registerLifecycleRoutes(scope, ward, (request) => admittedDevice(admitted, request)),
   )
 
   const onTrustChanged = (organizationId: string, deviceId: string) => {

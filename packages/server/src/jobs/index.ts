@@ -1,1 +1,2 @@
 export { startJobs, type Job } from './scheduler.js'
+export { rolloutJob } from './rollouts.js'

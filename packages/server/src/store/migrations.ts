@@ -6,6 +6,7 @@ import { identityMigrations } from '../identity/migrations.js'
 import { keysMigrations } from '../keys/migrations.js'
 import { recordsMigrations } from '../records/migrations.js'
 import { updatesMigrations } from '../updates/migrations.js'
+import { rolloutMigrations } from '../updates/rollout-migrations.js'
 import type { Dialect } from './store.js'
 
 /**
@@ -101,6 +102,7 @@ function allMigrations(dialect: Dialect): Record<string, Migration> {
     ...recordsMigrations(dialect),
     ...updatesMigrations(dialect),
     ...accessMigrations(dialect),
+    ...rolloutMigrations(dialect),
   }
 }
 

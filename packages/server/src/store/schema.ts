@@ -6,6 +6,7 @@ import type { IdentityTables } from '../identity/tables.js'
 import type { KeysTables } from '../keys/tables.js'
 import type { RecordsTables } from '../records/tables.js'
 import type { UpdatesTables } from '../updates/tables.js'
+import type { RolloutTables } from '../updates/rollout-tables.js'
 
 /**
  * The tables Ward keeps, as Kysely sees them. Each domain owns its tables and is the only one
@@ -16,7 +17,14 @@ import type { UpdatesTables } from '../updates/tables.js'
  * read back as JavaScript numbers.
  */
 export interface Database
-  extends KeysTables, IdentityTables, DevicesTables, RecordsTables, UpdatesTables, AccessTables {
+  extends
+    KeysTables,
+    IdentityTables,
+    DevicesTables,
+    RecordsTables,
+    UpdatesTables,
+    AccessTables,
+    RolloutTables {
   organizations: OrganizationTable
   signing_keys: SigningKeyTable
   audit_logs: AuditLogTable

@@ -52,3 +52,36 @@ export {
   type ReleaseInput,
   type RootInput,
 } from './offline-signing.js'
+// The updates domain's door. Rollouts: staged, self-halting distribution of a firmware release
+// to devices, referring to releases by id and version through `ReleaseCatalog`.
+export {
+  abortRollout,
+  checkRelease,
+  checkStatusReport,
+  createRollout,
+  currentOffer,
+  evaluateRollout,
+  findRollout,
+  listRolloutDevices,
+  listRollouts,
+  offerFor,
+  pauseRollout,
+  recordStatusReport,
+  resumeRollout,
+  runningRollouts,
+  summarizeRollout,
+  type PauseReason,
+  type ReleaseCatalog,
+  type ReportedStatus,
+  type Rollout,
+  type RolloutChange,
+  type RolloutDevice,
+  type RolloutDeviceStatus,
+  type RolloutOffer,
+  type RolloutPlan,
+  type RolloutRelease,
+  type RolloutState,
+  type RolloutSummary,
+  type StageCounts,
+} from './rollouts.js'
+export { rolloutPosition, stageFor } from './rollout-selection.js'
