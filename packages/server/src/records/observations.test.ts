@@ -153,6 +153,31 @@ for (const { dialect, skip } of dialects) {
       )
     })
 
+    test('gives each reading a distinct UUID version 7 carrying the time it was stored', async () => {
+      const patient = await newPatient('Ids')
+      const before = Date.now()
+      const stored = await store.transaction((tx) =>
+        insertObservations(
+          tx,
+          keyring,
+          Array.from({ length: 300 }, (_, index) =>
+            heartRate(patient, `id-${index}`, '2026-03-01T08:00:00Z', 60),
+          ),
+        ),
+      )
+      const after = Date.now()
+      const ids = stored.map((row) => row.id)
+      assert.equal(new Set(ids).size, ids.length)
+      for (const id of ids) {
+        assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+        const time = parseInt(id.replace('-', '').slice(0, 12), 16)
+        assert.ok(time >= before && time <= after, 'the first 48 bits are the time in milliseconds')
+      }
+      // The 74 random bits differ from id to id, not just a counter's low bits.
+      const randomParts = ids.map((id) => id.replaceAll('-', '').slice(13))
+      assert.equal(new Set(randomParts.map((part) => part.slice(0, 6))).size, ids.length)
+    })
+
     test('stores a device message once, and never overwrites it', async () => {
       const patient = await newPatient('Retry')
       const first = await store.transaction((tx) =>

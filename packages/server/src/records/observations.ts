@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 
 import type { Insertable } from 'kysely'
 
@@ -328,14 +328,15 @@ function patientKey(row: ObservationInput): string {
  * A UUID version 7 (RFC 9562): milliseconds since 1970, then random bits. Ids of readings
  * arriving together sort together, so the primary key index grows at its end instead of being
  * written at random places; it says nothing the clear received time does not.
+ *
+ * The random bits are those of a version 4 UUID from `randomUUID`, which Node draws from the
+ * CSPRNG in blocks rather than once per call: versions 4 and 7 lay out their random bits and
+ * variant alike after the first 48 bits, so only the time and the version digit are replaced.
  */
 function timeOrderedId(): string {
-  const bytes = randomBytes(16)
-  bytes.writeUIntBE(Date.now(), 0, 6)
-  bytes[6] = 0x70 | ((bytes[6] as number) & 0x0f)
-  bytes[8] = 0x80 | ((bytes[8] as number) & 0x3f)
-  const hex = bytes.toString('hex')
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+  const random = randomUUID()
+  const time = Date.now().toString(16).padStart(12, '0')
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`
 }
 
 function utcTime(text: string, field: string): string {
