@@ -378,7 +378,7 @@ export class Fleet {
     const accepted: {
       position: number
       messageId: string
-      row: Parameters<typeof insertObservations>[2][number]
+      row: Parameters<typeof insertObservations>[3][number]
     }[] = []
     readings.forEach((reading, position) => {
       try {
@@ -410,6 +410,7 @@ export class Fleet {
       await this.#ward.store.transaction(async (tx) => {
         const stored = await insertObservations(
           tx,
+          this.#ward.store.dialect,
           this.#ward.keyring,
           accepted.map((entry) => entry.row),
         )

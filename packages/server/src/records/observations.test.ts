@@ -91,7 +91,7 @@ for (const { dialect, skip } of dialects) {
     test('stores readings sealed and reads them back in time order, within a window', async () => {
       const patient = await newPatient('Reader')
       const stored = await store.transaction((tx) =>
-        insertObservations(tx, keyring, [
+        insertObservations(tx, store.dialect, keyring, [
           heartRate(patient, 'a', '2026-03-01T10:00:00+01:00', 71),
           heartRate(patient, 'b', '2026-03-01T08:30:00Z', 72),
           heartRate(patient, 'c', '2026-03-02T08:30:00Z', 73),
@@ -159,6 +159,7 @@ for (const { dialect, skip } of dialects) {
       const stored = await store.transaction((tx) =>
         insertObservations(
           tx,
+          store.dialect,
           keyring,
           Array.from({ length: 300 }, (_, index) =>
             heartRate(patient, `id-${index}`, '2026-03-01T08:00:00Z', 60),
@@ -181,10 +182,10 @@ for (const { dialect, skip } of dialects) {
     test('stores a device message once, and never overwrites it', async () => {
       const patient = await newPatient('Retry')
       const first = await store.transaction((tx) =>
-        insertObservations(tx, keyring, [heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 60)]),
+        insertObservations(tx, store.dialect, keyring, [heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 60)]),
       )
       const again = await store.transaction((tx) =>
-        insertObservations(tx, keyring, [
+        insertObservations(tx, store.dialect, keyring, [
           heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 99),
           heartRate(patient, 'm-2', '2026-03-01T08:01:00Z', 61),
           heartRate(patient, 'm-2', '2026-03-01T08:01:00Z', 62),
@@ -230,7 +231,7 @@ for (const { dialect, skip } of dialects) {
       ]
       for (const [bad, message] of cases) {
         await assert.rejects(
-          store.transaction((tx) => insertObservations(tx, keyring, [good, bad])),
+          store.transaction((tx) => insertObservations(tx, store.dialect, keyring, [good, bad])),
           { code: 'ERR_INPUT_INVALID', message },
         )
       }
@@ -245,7 +246,7 @@ for (const { dialect, skip } of dialects) {
     test('a reading moved onto another patient does not open', async () => {
       const [owner, other] = [await newPatient('Owner'), await newPatient('Other')]
       const [stored] = await store.transaction((tx) =>
-        insertObservations(tx, keyring, [heartRate(owner, 'moved', '2026-03-01T08:00:00Z', 60)]),
+        insertObservations(tx, store.dialect, keyring, [heartRate(owner, 'moved', '2026-03-01T08:00:00Z', 60)]),
       )
       await store.transaction((tx) =>
         tx
@@ -279,7 +280,7 @@ for (const { dialect, skip } of dialects) {
             `device-${index % patients.length}`,
           ),
         )
-        const stored = await store.transaction((tx) => insertObservations(tx, keyring, rows))
+        const stored = await store.transaction((tx) => insertObservations(tx, store.dialect, keyring, rows))
         assert.ok(stored.every((row) => row.created))
       }
       const seconds = (performance.now() - start) / 1000
