@@ -38,7 +38,7 @@ import {
   type Patient,
   type PatientIdentity,
 } from './records/index.js'
-import type { Transaction } from './store/index.js'
+import { CommitGroup, type Transaction } from './store/index.js'
 import { findOrganization, findOrganizationById, type Organization } from './tenancy/index.js'
 import type { Ward } from './ward.js'
 
@@ -351,7 +351,9 @@ export class Fleet {
   /**
    * Stores a device's readings: each is checked against its device model and the device's
    * assignment, accepted ones are sealed under the patient's data key and committed together
-   * with one audit event for the patient, and the answer says per reading what happened.
+   * with one audit event for the patient, and the answer says per reading what happened. It
+   * answers only once that commit is on disk; batches arriving together share one commit, each
+   * in a savepoint of its own (see `CommitGroup`).
    */
   async ingest(
     context: OperationContext,
@@ -407,7 +409,7 @@ export class Fleet {
     if (accepted.length > 0) {
       // Looked up before the transaction: on SQLite a query outside it would wait for it.
       const slug = await this.#slugOf(organizationId)
-      await this.#ward.store.transaction(async (tx) => {
+      await this.#ingestCommits.run(async (tx) => {
         const stored = await insertObservations(
           tx,
           this.#ward.store.dialect,
@@ -448,6 +450,13 @@ export class Fleet {
 
   readonly #models = new Map<string, DeviceModel>()
   readonly #slugs = new Map<string, string>()
+  // Batches from many devices arriving together share one durable commit.
+  #ingestCommitGroup: CommitGroup | undefined
+
+  get #ingestCommits(): CommitGroup {
+    this.#ingestCommitGroup ??= new CommitGroup(this.#ward.store)
+    return this.#ingestCommitGroup
+  }
 
   async #model(organizationId: string, modelId: string): Promise<DeviceModel> {
     // Device models do not change once created; the cache only saves a query per batch.
