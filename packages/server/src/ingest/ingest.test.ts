@@ -306,5 +306,73 @@ for (const { dialect, skip } of dialects) {
       assert.equal(event.entity[0]?.detail['created'], 1)
       assert.ok(!JSON.stringify(event).includes(probe), 'the audit event holds no reading value')
     })
+
+    test('batches sent together share a commit yet each keeps its own audit event and outcome', async () => {
+      const patients = [await newPatient(), await newPatient()]
+      const devices = [
+        await enrollTestDevice(testWard, acme, { patient: patients[0] as Patient }),
+        await enrollTestDevice(testWard, acme, { patient: patients[1] as Patient }),
+      ]
+      const context = (device: TestDevice) => ({
+        actor: { type: 'device' as const, id: device.deviceId },
+        organizationId: acme.id,
+        purposeOfUse: 'TREAT',
+        policyRule: 'device-own-patient',
+        requestId: randomUUID(),
+      })
+      const [first, second] = devices as [TestDevice, TestDevice]
+      const repeated = randomUUID()
+      const eventsBefore = (await readingEvents()).length
+
+      // Handed over in one turn of the event loop, so that they land in one commit group.
+      const outcomes = await Promise.all([
+        testWard.ward.fleet.ingest(context(first), acme.id, first.deviceId, [
+          spo2Reading(repeated, 95),
+          spo2Reading(randomUUID(), 96),
+        ]),
+        testWard.ward.fleet.ingest(context(second), acme.id, second.deviceId, [
+          spo2Reading(randomUUID(), 97),
+        ]),
+        testWard.ward.fleet.ingest(context(first), acme.id, first.deviceId, [
+          spo2Reading(repeated, 95),
+          spo2Reading(randomUUID(), 150),
+        ]),
+      ])
+      assert.deepEqual(
+        outcomes.map((batch) => batch.map((outcome) => outcome.status)),
+        [['created', 'created'], ['created'], ['duplicate', 'rejected']],
+      )
+      assert.equal((await stored(patients[0] as Patient)).length, 2)
+      assert.equal((await stored(patients[1] as Patient)).length, 1)
+
+      const events = (await readingEvents()).slice(eventsBefore) as {
+        agent: { who: string }[]
+        entity: { patient: string; detail: Record<string, number> }[]
+      }[]
+      assert.deepEqual(
+        events.map((event) => [
+          event.agent[0]?.who,
+          event.entity[0]?.patient,
+          event.entity[0]?.detail,
+        ]),
+        [
+          [
+            first.deviceId,
+            (patients[0] as Patient).pseudonym,
+            { created: 2, device: first.deviceId, duplicates: 0, rejected: 0 },
+          ],
+          [
+            second.deviceId,
+            (patients[1] as Patient).pseudonym,
+            { created: 1, device: second.deviceId, duplicates: 0, rejected: 0 },
+          ],
+          [
+            first.deviceId,
+            (patients[0] as Patient).pseudonym,
+            { created: 0, device: first.deviceId, duplicates: 1, rejected: 1 },
+          ],
+        ],
+      )
+    })
   })
 }
