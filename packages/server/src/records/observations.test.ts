@@ -182,7 +182,9 @@ for (const { dialect, skip } of dialects) {
     test('stores a device message once, and never overwrites it', async () => {
       const patient = await newPatient('Retry')
       const first = await store.transaction((tx) =>
-        insertObservations(tx, store.dialect, keyring, [heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 60)]),
+        insertObservations(tx, store.dialect, keyring, [
+          heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 60),
+        ]),
       )
       const again = await store.transaction((tx) =>
         insertObservations(tx, store.dialect, keyring, [
@@ -246,7 +248,9 @@ for (const { dialect, skip } of dialects) {
     test('a reading moved onto another patient does not open', async () => {
       const [owner, other] = [await newPatient('Owner'), await newPatient('Other')]
       const [stored] = await store.transaction((tx) =>
-        insertObservations(tx, store.dialect, keyring, [heartRate(owner, 'moved', '2026-03-01T08:00:00Z', 60)]),
+        insertObservations(tx, store.dialect, keyring, [
+          heartRate(owner, 'moved', '2026-03-01T08:00:00Z', 60),
+        ]),
       )
       await store.transaction((tx) =>
         tx
@@ -280,7 +284,9 @@ for (const { dialect, skip } of dialects) {
             `device-${index % patients.length}`,
           ),
         )
-        const stored = await store.transaction((tx) => insertObservations(tx, store.dialect, keyring, rows))
+        const stored = await store.transaction((tx) =>
+          insertObservations(tx, store.dialect, keyring, rows),
+        )
         assert.ok(stored.every((row) => row.created))
       }
       const seconds = (performance.now() - start) / 1000

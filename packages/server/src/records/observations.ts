@@ -145,7 +145,8 @@ export async function insertObservations(
   for (let start = 0; start < values.length; start += rowsPerStatement) {
     const chunk = values.slice(start, start + rowsPerStatement)
     const parameters: unknown[] = []
-    for (const value of chunk) for (const column of observationColumns) parameters.push(value[column])
+    for (const value of chunk)
+      for (const column of observationColumns) parameters.push(value[column])
     const inserted = await tx.executeQuery<{ id: string }>(
       CompiledQuery.raw(insertStatement(dialect, chunk.length), parameters),
     )

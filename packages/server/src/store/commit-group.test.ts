@@ -97,9 +97,7 @@ for (const { dialect, skip } of dialects) {
       const { store: failing } = counted(new Error('the disk is full'))
       const group = new CommitGroup(failing)
       const outcomes = await Promise.allSettled(
-        ['ca', 'cb'].map((slug) =>
-          group.run((tx) => insertOrganization(tx, { slug, name: slug })),
-        ),
+        ['ca', 'cb'].map((slug) => group.run((tx) => insertOrganization(tx, { slug, name: slug }))),
       )
       for (const outcome of outcomes) {
         assert.equal(outcome.status, 'rejected')
