@@ -352,8 +352,8 @@ export class Fleet {
    * Stores a device's readings: each is checked against its device model and the device's
    * assignment, accepted ones are sealed under the patient's data key and committed together
    * with one audit event for the patient, and the answer says per reading what happened. It
-   * answers only once that commit is on disk; batches arriving together share one commit, each
-   * in a savepoint of its own (see `CommitGroup`).
+   * answers only once that commit is on disk. On SQLite, batches arriving together share one
+   * commit, each in a savepoint of its own (see `CommitGroup`).
    */
   async ingest(
     context: OperationContext,
@@ -409,7 +409,7 @@ export class Fleet {
     if (accepted.length > 0) {
       // Looked up before the transaction: on SQLite a query outside it would wait for it.
       const slug = await this.#slugOf(organizationId)
-      await this.#ingestCommits.run(async (tx) => {
+      await this.#ingestTransaction(async (tx) => {
         const stored = await insertObservations(
           tx,
           this.#ward.store.dialect,
@@ -450,12 +450,19 @@ export class Fleet {
 
   readonly #models = new Map<string, DeviceModel>()
   readonly #slugs = new Map<string, string>()
-  // Batches from many devices arriving together share one durable commit.
   #ingestCommitGroup: CommitGroup | undefined
 
-  get #ingestCommits(): CommitGroup {
-    this.#ingestCommitGroup ??= new CommitGroup(this.#ward.store)
-    return this.#ingestCommitGroup
+  /**
+   * The transaction a batch of readings is stored in. On SQLite one connection serializes
+   * every transaction anyway, and each commit waits for the disk with the event loop blocked,
+   * so batches arriving together share one commit. PostgreSQL runs transactions side by side
+   * on its pool, so there each batch keeps a transaction of its own.
+   */
+  #ingestTransaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
+    const store = this.#ward.store
+    if (store.dialect !== 'sqlite') return store.transaction(work)
+    this.#ingestCommitGroup ??= new CommitGroup(store)
+    return this.#ingestCommitGroup.run(work)
   }
 
   async #model(organizationId: string, modelId: string): Promise<DeviceModel> {

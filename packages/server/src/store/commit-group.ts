@@ -22,6 +22,7 @@ interface Pending {
  *
  * Units of one group see each other's writes, as transactions run one after another would.
  * `maxUnits` bounds a group, and with it how long the first unit of a group waits for the last.
+ * A unit must not wait for a unit it hands over itself: that one runs only after it.
  */
 export class CommitGroup {
   readonly #store: Store
