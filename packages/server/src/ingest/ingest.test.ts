@@ -307,72 +307,82 @@ for (const { dialect, skip } of dialects) {
       assert.ok(!JSON.stringify(event).includes(probe), 'the audit event holds no reading value')
     })
 
-    test('batches sent together share a commit yet each keeps its own audit event and outcome', async () => {
-      const patients = [await newPatient(), await newPatient()]
-      const devices = [
-        await enrollTestDevice(testWard, acme, { patient: patients[0] as Patient }),
-        await enrollTestDevice(testWard, acme, { patient: patients[1] as Patient }),
-      ]
-      const context = (device: TestDevice) => ({
+    test('batches sent together each keep their own outcome and audit event', async () => {
+      const patients = [await newPatient(), await newPatient()] as [Patient, Patient]
+      const first = await enrollTestDevice(testWard, acme, { patient: patients[0] })
+      const second = await enrollTestDevice(testWard, acme, { patient: patients[1] })
+      const requests = [randomUUID(), randomUUID(), randomUUID()] as const
+      const context = (device: TestDevice, requestId: string) => ({
         actor: { type: 'device' as const, id: device.deviceId },
         organizationId: acme.id,
         purposeOfUse: 'TREAT',
         policyRule: 'device-own-patient',
-        requestId: randomUUID(),
+        requestId,
       })
-      const [first, second] = devices as [TestDevice, TestDevice]
       const repeated = randomUUID()
       const eventsBefore = (await readingEvents()).length
 
-      // Handed over in one turn of the event loop, so that they land in one commit group.
+      // Handed over in one turn of the event loop: on SQLite they share one commit group, on
+      // PostgreSQL they run side by side, so which repeat of a message comes first is open.
       const outcomes = await Promise.all([
-        testWard.ward.fleet.ingest(context(first), acme.id, first.deviceId, [
+        testWard.ward.fleet.ingest(context(first, requests[0]), acme.id, first.deviceId, [
           spo2Reading(repeated, 95),
           spo2Reading(randomUUID(), 96),
         ]),
-        testWard.ward.fleet.ingest(context(second), acme.id, second.deviceId, [
+        testWard.ward.fleet.ingest(context(second, requests[1]), acme.id, second.deviceId, [
           spo2Reading(randomUUID(), 97),
         ]),
-        testWard.ward.fleet.ingest(context(first), acme.id, first.deviceId, [
+        testWard.ward.fleet.ingest(context(first, requests[2]), acme.id, first.deviceId, [
           spo2Reading(repeated, 95),
           spo2Reading(randomUUID(), 150),
         ]),
       ])
-      assert.deepEqual(
-        outcomes.map((batch) => batch.map((outcome) => outcome.status)),
-        [['created', 'created'], ['created'], ['duplicate', 'rejected']],
-      )
-      assert.equal((await stored(patients[0] as Patient)).length, 2)
-      assert.equal((await stored(patients[1] as Patient)).length, 1)
+      const statuses = outcomes.map((batch) => batch.map((outcome) => outcome.status))
+      assert.deepEqual(statuses[1], ['created'])
+      assert.equal(statuses[0]?.[1], 'created')
+      assert.equal(statuses[2]?.[1], 'rejected')
+      assert.deepEqual([statuses[0]?.[0], statuses[2]?.[0]].sort(), ['created', 'duplicate'])
+      assert.equal((await stored(patients[0])).length, 2)
+      assert.equal((await stored(patients[1])).length, 1)
 
+      const firstCreated = statuses[0]?.[0] === 'created' ? 1 : 0
       const events = (await readingEvents()).slice(eventsBefore) as {
+        requestId: string
         agent: { who: string }[]
         entity: { patient: string; detail: Record<string, number> }[]
       }[]
-      assert.deepEqual(
+      const byRequest = new Map(
         events.map((event) => [
-          event.agent[0]?.who,
-          event.entity[0]?.patient,
-          event.entity[0]?.detail,
+          event.requestId,
+          [event.agent[0]?.who, event.entity[0]?.patient, event.entity[0]?.detail],
         ]),
-        [
-          [
-            first.deviceId,
-            (patients[0] as Patient).pseudonym,
-            { created: 2, device: first.deviceId, duplicates: 0, rejected: 0 },
-          ],
-          [
-            second.deviceId,
-            (patients[1] as Patient).pseudonym,
-            { created: 1, device: second.deviceId, duplicates: 0, rejected: 0 },
-          ],
-          [
-            first.deviceId,
-            (patients[0] as Patient).pseudonym,
-            { created: 0, device: first.deviceId, duplicates: 1, rejected: 1 },
-          ],
-        ],
       )
+      assert.equal(events.length, 3)
+      assert.deepEqual(byRequest.get(requests[0]), [
+        first.deviceId,
+        patients[0].pseudonym,
+        {
+          created: 1 + firstCreated,
+          device: first.deviceId,
+          duplicates: 1 - firstCreated,
+          rejected: 0,
+        },
+      ])
+      assert.deepEqual(byRequest.get(requests[1]), [
+        second.deviceId,
+        patients[1].pseudonym,
+        { created: 1, device: second.deviceId, duplicates: 0, rejected: 0 },
+      ])
+      assert.deepEqual(byRequest.get(requests[2]), [
+        first.deviceId,
+        patients[0].pseudonym,
+        {
+          created: 1 - firstCreated,
+          device: first.deviceId,
+          duplicates: firstCreated,
+          rejected: 1,
+        },
+      ])
     })
   })
 }
