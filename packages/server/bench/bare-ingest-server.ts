@@ -1,6 +1,8 @@
 // The ingest benchmark's baseline, in its own process as Ward's server is: the same TLS and
 // client certificates, then the batch parsed and its readings inserted as they are, with no
-// checks, encryption or audit. Prints its URL as a JSON line and serves until SIGTERM.
+// checks, encryption or audit. Batches arriving together share one commit, as Ward's do, so
+// that the comparison measures what Ward adds rather than how often each side waits for the
+// disk. Prints its URL as a JSON line and serves until SIGTERM.
 import { readFileSync } from 'node:fs'
 
 import SqliteDatabase from 'better-sqlite3'
@@ -17,12 +19,42 @@ plain.pragma('journal_mode = WAL')
 plain.pragma('synchronous = FULL')
 plain.exec('create table if not exists readings (message_id text primary key, body text not null)')
 const insert = plain.prepare('insert or ignore into readings (message_id, body) values (?, ?)')
-const insertAll = plain.transaction((entries: { resource: Record<string, unknown> }[]) => {
-  for (const entry of entries) {
-    const identifier = (entry.resource['identifier'] as { value: string }[])[0]?.value ?? ''
-    insert.run(identifier, JSON.stringify(entry.resource))
+type Entry = { resource: Record<string, unknown> }
+const insertAll = plain.transaction((batches: Entry[][]) => {
+  for (const entries of batches) {
+    for (const entry of entries) {
+      const identifier = (entry.resource['identifier'] as { value: string }[])[0]?.value ?? ''
+      insert.run(identifier, JSON.stringify(entry.resource))
+    }
   }
 })
+
+// Batches handed over while the event loop reads input are committed together once it is
+// done, at most 32 a commit, as Ward's commit group does.
+const pending: { entries: Entry[]; done: (error?: unknown) => void }[] = []
+let scheduled = false
+function commitPending(): void {
+  scheduled = false
+  const group = pending.splice(0, 32)
+  try {
+    insertAll(group.map((batch) => batch.entries))
+    for (const batch of group) batch.done()
+  } catch (error) {
+    for (const batch of group) batch.done(error)
+  }
+  schedule()
+}
+function schedule(): void {
+  if (scheduled || pending.length === 0) return
+  scheduled = true
+  setImmediate(commitPending)
+}
+function store(entries: Entry[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    pending.push({ entries, done: (error) => (error === undefined ? resolve() : reject(error)) })
+    schedule()
+  })
+}
 
 const app = Fastify({
   https: {
@@ -43,8 +75,8 @@ app.addContentTypeParser('application/fhir+json', { parseAs: 'string' }, (_reque
   }
 })
 app.post('/v1/observations', async (request, reply) => {
-  const body = request.body as { entry: { resource: Record<string, unknown> }[] }
-  insertAll(body.entry)
+  const body = request.body as { entry: Entry[] }
+  await store(body.entry)
   const entry = body.entry.map(() => ({ response: { status: '201 Created' } }))
   return reply
     .type('application/fhir+json')

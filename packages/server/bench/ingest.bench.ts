@@ -67,8 +67,10 @@ function readings(count: number): QueuedReading[] {
  * do), so latency is measured at a sustained load rather than at saturation, where it is only
  * the queue. Returns readings stored a second and per-batch latencies.
  */
-async function load(clients: DeviceClient[], perSecond?: number) {
+async function load(clients: DeviceClient[], server: ChildProcess, perSecond?: number) {
   const latencies: number[] = []
+  const serverCpuBefore = cpuSecondsOf(server)
+  const ownCpuBefore = process.cpuUsage()
   let stored = 0
   const end = performance.now() + seconds * 1000
   await Promise.all(
@@ -88,11 +90,41 @@ async function load(clients: DeviceClient[], perSecond?: number) {
       }
     }),
   )
+  const ownCpu = process.cpuUsage(ownCpuBefore)
+  const serverCpu = cpuSecondsOf(server) - serverCpuBefore
   latencies.sort((a, b) => a - b)
   const at = (share: number) =>
     latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * share))] ?? 0
-  return { perSecond: stored / seconds, p50: at(0.5), p99: at(0.99), requests: latencies.length }
+  const batches = Math.max(1, latencies.length)
+  return {
+    perSecond: stored / seconds,
+    p50: at(0.5),
+    p99: at(0.99),
+    requests: latencies.length,
+    // CPU milliseconds a batch cost each side; time a commit spends waiting for the disk is
+    // not CPU time, so these add up to less than the wall-clock time a batch takes.
+    serverCpuMs: (1000 * serverCpu) / batches,
+    clientCpuMs: (ownCpu.user + ownCpu.system) / 1000 / batches,
+  }
 }
+
+/**
+ * CPU seconds (user and system) the child process has used so far, from Linux's
+ * /proc/<pid>/stat; NaN elsewhere. Clock ticks are assumed to be the usual 100 a second.
+ */
+function cpuSecondsOf(child: ChildProcess): number {
+  try {
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8')
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return Number.NaN
+  }
+}
+
+const cpuLine = (result: { serverCpuMs: number; clientCpuMs: number }) =>
+  `CPU per batch: server ${format(result.serverCpuMs, 2)} ms, load generator ${format(result.clientCpuMs, 2)} ms`
 
 const format = (n: number, digits = 0) =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
@@ -199,8 +231,8 @@ async function main() {
       }),
     )
   }
-  const full = await load(clients)
-  const sustained = await load(clients, sustainedRate)
+  const full = await load(clients, server.child)
+  const sustained = await load(clients, server.child, sustainedRate)
   for (const client of clients) client.close()
   await stop(server.child)
 
@@ -222,24 +254,30 @@ async function main() {
     writeFileSync(identityFile, JSON.stringify({ ...identity, url: bare.url }))
     bareClients.push(await DeviceClient.open(copy))
   }
-  const baseline = await load(bareClients)
+  const baseline = await load(bareClients, bare.child)
   for (const client of bareClients) client.close()
   await stop(bare.child)
 
   console.log(
     `full path: ${format(full.perSecond)} readings/s, p50 ${format(full.p50, 1)} ms, ` +
-      `p99 ${format(full.p99, 1)} ms per batch of ${batch} (${format(full.requests)} requests)`,
+      `p99 ${format(full.p99, 1)} ms per batch of ${batch} (${format(full.requests)} requests); ` +
+      cpuLine(full),
   )
   console.log(
     `bare route: ${format(baseline.perSecond)} readings/s, p50 ${format(baseline.p50, 1)} ms, ` +
-      `p99 ${format(baseline.p99, 1)} ms per batch (${format(baseline.requests)} requests)`,
+      `p99 ${format(baseline.p99, 1)} ms per batch (${format(baseline.requests)} requests); ` +
+      cpuLine(baseline),
   )
   console.log(
     `full path / bare route: ${format(full.perSecond / baseline.perSecond, 2)} of the bare rate`,
   )
   console.log(
     `full path paced at ${format(sustainedRate)} readings/s: ${format(sustained.perSecond)} stored/s, ` +
-      `p50 ${format(sustained.p50, 1)} ms, p99 ${format(sustained.p99, 1)} ms per batch`,
+      `p50 ${format(sustained.p50, 1)} ms, p99 ${format(sustained.p99, 1)} ms per batch; ` +
+      cpuLine(sustained),
+  )
+  console.log(
+    `server CPU per batch, full path / bare route: ${format(full.serverCpuMs / baseline.serverCpuMs, 2)}`,
   )
   rmSync(directory, { recursive: true, force: true })
 }

@@ -53,7 +53,7 @@ import {
   type Patient,
   type PatientIdentity,
 } from './records/index.js'
-import type { Transaction } from './store/index.js'
+import { CommitGroup, type Transaction } from './store/index.js'
 import { findOrganization, findOrganizationById, type Organization } from './tenancy/index.js'
 import type { Ward } from './ward.js'
 
@@ -626,7 +626,9 @@ export class Fleet {
   /**
    * Stores a device's readings: each is checked against its device model and the device's
    * assignment, accepted ones are sealed under the patient's data key and committed together
-   * with one audit event for the patient, and the answer says per reading what happened.
+   * with one audit event for the patient, and the answer says per reading what happened. It
+   * answers only once that commit is on disk. On SQLite, batches arriving together share one
+   * commit, each in a savepoint of its own (see `CommitGroup`).
    */
   async ingest(
     context: OperationContext,
@@ -653,7 +655,7 @@ export class Fleet {
     const accepted: {
       position: number
       messageId: string
-      row: Parameters<typeof insertObservations>[2][number]
+      row: Parameters<typeof insertObservations>[3][number]
     }[] = []
     readings.forEach((reading, position) => {
       try {
@@ -682,9 +684,10 @@ export class Fleet {
     if (accepted.length > 0) {
       // Looked up before the transaction: on SQLite a query outside it would wait for it.
       const slug = await this.#slugOf(organizationId)
-      await this.#ward.store.transaction(async (tx) => {
+      await this.#ingestTransaction(async (tx) => {
         const stored = await insertObservations(
           tx,
+          this.#ward.store.dialect,
           this.#ward.keyring,
           accepted.map((entry) => entry.row),
         )
@@ -722,6 +725,20 @@ export class Fleet {
 
   readonly #models = new Map<string, DeviceModel>()
   readonly #slugs = new Map<string, string>()
+  #ingestCommitGroup: CommitGroup | undefined
+
+  /**
+   * The transaction a batch of readings is stored in. On SQLite one connection serializes
+   * every transaction anyway, and each commit waits for the disk with the event loop blocked,
+   * so batches arriving together share one commit. PostgreSQL runs transactions side by side
+   * on its pool, so there each batch keeps a transaction of its own.
+   */
+  #ingestTransaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
+    const store = this.#ward.store
+    if (store.dialect !== 'sqlite') return store.transaction(work)
+    this.#ingestCommitGroup ??= new CommitGroup(store)
+    return this.#ingestCommitGroup.run(work)
+  }
 
   async #model(organizationId: string, modelId: string): Promise<DeviceModel> {
     // Device models do not change once created; the cache only saves a query per batch.

@@ -306,5 +306,83 @@ for (const { dialect, skip } of dialects) {
       assert.equal(event.entity[0]?.detail['created'], 1)
       assert.ok(!JSON.stringify(event).includes(probe), 'the audit event holds no reading value')
     })
+
+    test('batches sent together each keep their own outcome and audit event', async () => {
+      const patients = [await newPatient(), await newPatient()] as [Patient, Patient]
+      const first = await enrollTestDevice(testWard, acme, { patient: patients[0] })
+      const second = await enrollTestDevice(testWard, acme, { patient: patients[1] })
+      const requests = [randomUUID(), randomUUID(), randomUUID()] as const
+      const context = (device: TestDevice, requestId: string) => ({
+        actor: { type: 'device' as const, id: device.deviceId },
+        organizationId: acme.id,
+        purposeOfUse: 'TREAT',
+        policyRule: 'device-own-patient',
+        requestId,
+      })
+      const repeated = randomUUID()
+      const eventsBefore = (await readingEvents()).length
+
+      // Handed over in one turn of the event loop: on SQLite they share one commit group, on
+      // PostgreSQL they run side by side, so which repeat of a message comes first is open.
+      const outcomes = await Promise.all([
+        testWard.ward.fleet.ingest(context(first, requests[0]), acme.id, first.deviceId, [
+          spo2Reading(repeated, 95),
+          spo2Reading(randomUUID(), 96),
+        ]),
+        testWard.ward.fleet.ingest(context(second, requests[1]), acme.id, second.deviceId, [
+          spo2Reading(randomUUID(), 97),
+        ]),
+        testWard.ward.fleet.ingest(context(first, requests[2]), acme.id, first.deviceId, [
+          spo2Reading(repeated, 95),
+          spo2Reading(randomUUID(), 150),
+        ]),
+      ])
+      const statuses = outcomes.map((batch) => batch.map((outcome) => outcome.status))
+      assert.deepEqual(statuses[1], ['created'])
+      assert.equal(statuses[0]?.[1], 'created')
+      assert.equal(statuses[2]?.[1], 'rejected')
+      assert.deepEqual([statuses[0]?.[0], statuses[2]?.[0]].sort(), ['created', 'duplicate'])
+      assert.equal((await stored(patients[0])).length, 2)
+      assert.equal((await stored(patients[1])).length, 1)
+
+      const firstCreated = statuses[0]?.[0] === 'created' ? 1 : 0
+      const events = (await readingEvents()).slice(eventsBefore) as {
+        requestId: string
+        agent: { who: string }[]
+        entity: { patient: string; detail: Record<string, number> }[]
+      }[]
+      const byRequest = new Map(
+        events.map((event) => [
+          event.requestId,
+          [event.agent[0]?.who, event.entity[0]?.patient, event.entity[0]?.detail],
+        ]),
+      )
+      assert.equal(events.length, 3)
+      assert.deepEqual(byRequest.get(requests[0]), [
+        first.deviceId,
+        patients[0].pseudonym,
+        {
+          created: 1 + firstCreated,
+          device: first.deviceId,
+          duplicates: 1 - firstCreated,
+          rejected: 0,
+        },
+      ])
+      assert.deepEqual(byRequest.get(requests[1]), [
+        second.deviceId,
+        patients[1].pseudonym,
+        { created: 1, device: second.deviceId, duplicates: 0, rejected: 0 },
+      ])
+      assert.deepEqual(byRequest.get(requests[2]), [
+        first.deviceId,
+        patients[0].pseudonym,
+        {
+          created: 1 - firstCreated,
+          device: first.deviceId,
+          duplicates: firstCreated,
+          rejected: 1,
+        },
+      ])
+    })
   })
 }

@@ -1,10 +1,14 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv } from 'node:crypto'
+
+import { RandomPool } from './random-pool.js'
 
 /** The sealed-bytes format this module writes; the first byte of every output. */
 export const sealedFormatVersion = 1
 
 const nonceBytes = 12
 const tagBytes = 16
+// Nonces are drawn from a pool of CSPRNG output: each is fresh, and none is ever handed out twice.
+const nonces = new RandomPool()
 
 /** Bytes a sealed value adds to its plaintext: version, nonce and tag. */
 export const sealedOverhead = 1 + nonceBytes + tagBytes
@@ -18,7 +22,7 @@ export function sealBytes(
   plaintext: Uint8Array,
   associatedData: Uint8Array,
 ): Uint8Array {
-  const nonce = randomBytes(nonceBytes)
+  const nonce = nonces.take(nonceBytes)
   const cipher = createCipheriv('aes-256-gcm', key, nonce)
   cipher.setAAD(associatedData)
   const head = cipher.update(plaintext)

@@ -120,6 +120,7 @@ for (const { dialect, skip } of dialects) {
         })
         await insertObservations(
           tx,
+          store.dialect,
           keyring,
           Array.from({ length: 50 }, (_, index) => ({
             organizationId,

@@ -91,7 +91,7 @@ for (const { dialect, skip } of dialects) {
     test('stores readings sealed and reads them back in time order, within a window', async () => {
       const patient = await newPatient('Reader')
       const stored = await store.transaction((tx) =>
-        insertObservations(tx, keyring, [
+        insertObservations(tx, store.dialect, keyring, [
           heartRate(patient, 'a', '2026-03-01T10:00:00+01:00', 71),
           heartRate(patient, 'b', '2026-03-01T08:30:00Z', 72),
           heartRate(patient, 'c', '2026-03-02T08:30:00Z', 73),
@@ -153,13 +153,41 @@ for (const { dialect, skip } of dialects) {
       )
     })
 
+    test('gives each reading a distinct UUID version 7 carrying the time it was stored', async () => {
+      const patient = await newPatient('Ids')
+      const before = Date.now()
+      const stored = await store.transaction((tx) =>
+        insertObservations(
+          tx,
+          store.dialect,
+          keyring,
+          Array.from({ length: 300 }, (_, index) =>
+            heartRate(patient, `id-${index}`, '2026-03-01T08:00:00Z', 60),
+          ),
+        ),
+      )
+      const after = Date.now()
+      const ids = stored.map((row) => row.id)
+      assert.equal(new Set(ids).size, ids.length)
+      for (const id of ids) {
+        assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+        const time = parseInt(id.replace('-', '').slice(0, 12), 16)
+        assert.ok(time >= before && time <= after, 'the first 48 bits are the time in milliseconds')
+      }
+      // The 74 random bits differ from id to id, not just a counter's low bits.
+      const randomParts = ids.map((id) => id.replaceAll('-', '').slice(13))
+      assert.equal(new Set(randomParts.map((part) => part.slice(0, 6))).size, ids.length)
+    })
+
     test('stores a device message once, and never overwrites it', async () => {
       const patient = await newPatient('Retry')
       const first = await store.transaction((tx) =>
-        insertObservations(tx, keyring, [heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 60)]),
+        insertObservations(tx, store.dialect, keyring, [
+          heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 60),
+        ]),
       )
       const again = await store.transaction((tx) =>
-        insertObservations(tx, keyring, [
+        insertObservations(tx, store.dialect, keyring, [
           heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 99),
           heartRate(patient, 'm-2', '2026-03-01T08:01:00Z', 61),
           heartRate(patient, 'm-2', '2026-03-01T08:01:00Z', 62),
@@ -205,7 +233,7 @@ for (const { dialect, skip } of dialects) {
       ]
       for (const [bad, message] of cases) {
         await assert.rejects(
-          store.transaction((tx) => insertObservations(tx, keyring, [good, bad])),
+          store.transaction((tx) => insertObservations(tx, store.dialect, keyring, [good, bad])),
           { code: 'ERR_INPUT_INVALID', message },
         )
       }
@@ -220,7 +248,9 @@ for (const { dialect, skip } of dialects) {
     test('a reading moved onto another patient does not open', async () => {
       const [owner, other] = [await newPatient('Owner'), await newPatient('Other')]
       const [stored] = await store.transaction((tx) =>
-        insertObservations(tx, keyring, [heartRate(owner, 'moved', '2026-03-01T08:00:00Z', 60)]),
+        insertObservations(tx, store.dialect, keyring, [
+          heartRate(owner, 'moved', '2026-03-01T08:00:00Z', 60),
+        ]),
       )
       await store.transaction((tx) =>
         tx
@@ -254,7 +284,9 @@ for (const { dialect, skip } of dialects) {
             `device-${index % patients.length}`,
           ),
         )
-        const stored = await store.transaction((tx) => insertObservations(tx, keyring, rows))
+        const stored = await store.transaction((tx) =>
+          insertObservations(tx, store.dialect, keyring, rows),
+        )
         assert.ok(stored.every((row) => row.created))
       }
       const seconds = (performance.now() - start) / 1000

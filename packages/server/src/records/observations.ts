@@ -1,11 +1,11 @@
-import { randomBytes } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 
-import type { Insertable } from 'kysely'
+import { CompiledQuery, type Insertable } from 'kysely'
 
 import { WardError, utf8Decode, utf8Encode } from '@ward/core'
 
 import type { DataKey, Keyring } from '../keys/index.js'
-import type { Transaction } from '../store/index.js'
+import type { Dialect, Transaction } from '../store/index.js'
 import { findPatient, patientNotFound } from './patients.js'
 import type { ObservationTable } from './tables.js'
 
@@ -73,6 +73,21 @@ const tokenPattern = /^[a-z][a-z0-9+.-]*:[^\s|]{1,200}\|[^\s|]{1,64}$/
 const dateTimePattern = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/
 // Nine values a row: a thousand rows stay far below both databases' limits on bound values.
 const rowsPerStatement = 1000
+const observationColumns = [
+  'id',
+  'organization_id',
+  'patient_id',
+  'device_id',
+  'message_id',
+  'code',
+  'effective_at',
+  'received_at',
+  'sealed_resource',
+] as const satisfies readonly (keyof ObservationRow)[]
+// Insert statements by dialect and row count. Built by Kysely, the same statement would be
+// assembled and compiled again for every batch, one node per bound value; its text depends
+// only on these two. Bounded: batches come in a few sizes, and a full cache starts over.
+const insertStatements = new Map<string, string>()
 
 /**
  * Stores readings, each sealed under its patient's data key, with only ids, code and
@@ -82,10 +97,12 @@ const rowsPerStatement = 1000
  * checked before anything is written; `ERR_INPUT_INVALID` and `ERR_PATIENT_NOT_FOUND` name
  * the row at fault by its index.
  *
- * Built for ingest: one unwrap per patient, a thousand rows per statement.
+ * Built for ingest: one unwrap per patient, a thousand rows per statement, whose text is built
+ * once per size and dialect.
  */
 export async function insertObservations(
   tx: Transaction,
+  dialect: Dialect,
   keyring: Keyring,
   rows: readonly ObservationInput[],
 ): Promise<InsertedObservation[]> {
@@ -126,15 +143,14 @@ export async function insertObservations(
 
   const created = new Set<string>()
   for (let start = 0; start < values.length; start += rowsPerStatement) {
-    const inserted = await tx
-      .insertInto('observations')
-      .values(values.slice(start, start + rowsPerStatement))
-      .onConflict((conflict) =>
-        conflict.columns(['organization_id', 'device_id', 'message_id']).doNothing(),
-      )
-      .returning('id')
-      .execute()
-    for (const row of inserted) created.add(row.id)
+    const chunk = values.slice(start, start + rowsPerStatement)
+    const parameters: unknown[] = []
+    for (const value of chunk)
+      for (const column of observationColumns) parameters.push(value[column])
+    const inserted = await tx.executeQuery<{ id: string }>(
+      CompiledQuery.raw(insertStatement(dialect, chunk.length), parameters),
+    )
+    for (const row of inserted.rows) created.add(row.id)
   }
   const storedBefore = await storedIds(
     tx,
@@ -243,6 +259,29 @@ function checkObservation(row: ObservationInput, index: number): CheckedObservat
   return { effectiveAt, resource: json }
 }
 
+/**
+ * The text of an insert of `count` observations that skips messages stored before and returns
+ * the ids it stored; `?` placeholders on SQLite, `$1…` on PostgreSQL.
+ */
+function insertStatement(dialect: Dialect, count: number): string {
+  const key = `${dialect} ${count}`
+  let text = insertStatements.get(key)
+  if (text === undefined) {
+    let parameter = 0
+    const placeholder = dialect === 'postgres' ? () => `$${(parameter += 1)}` : () => '?'
+    const tuples = Array.from(
+      { length: count },
+      () => `(${observationColumns.map(placeholder).join(', ')})`,
+    )
+    text =
+      `insert into observations (${observationColumns.join(', ')}) values ${tuples.join(', ')} ` +
+      'on conflict (organization_id, device_id, message_id) do nothing returning id'
+    if (insertStatements.size >= 64) insertStatements.clear()
+    insertStatements.set(key, text)
+  }
+  return text
+}
+
 /** Loads, once per patient, the data key of every row's patient, scoped by organization. */
 async function dataKeysOf(
   tx: Transaction,
@@ -328,14 +367,15 @@ function patientKey(row: ObservationInput): string {
  * A UUID version 7 (RFC 9562): milliseconds since 1970, then random bits. Ids of readings
  * arriving together sort together, so the primary key index grows at its end instead of being
  * written at random places; it says nothing the clear received time does not.
+ *
+ * The random bits are those of a version 4 UUID from `randomUUID`, which Node draws from the
+ * CSPRNG in blocks rather than once per call: versions 4 and 7 lay out their random bits and
+ * variant alike after the first 48 bits, so only the time and the version digit are replaced.
  */
 function timeOrderedId(): string {
-  const bytes = randomBytes(16)
-  bytes.writeUIntBE(Date.now(), 0, 6)
-  bytes[6] = 0x70 | ((bytes[6] as number) & 0x0f)
-  bytes[8] = 0x80 | ((bytes[8] as number) & 0x3f)
-  const hex = bytes.toString('hex')
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+  const random = randomUUID()
+  const time = Date.now().toString(16).padStart(12, '0')
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`
 }
 
 function utcTime(text: string, field: string): string {

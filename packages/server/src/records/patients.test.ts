@@ -119,7 +119,7 @@ for (const { dialect, skip } of dialects) {
 
       await assert.rejects(
         store.transaction((tx) =>
-          insertObservations(tx, keyring, [
+          insertObservations(tx, store.dialect, keyring, [
             {
               organizationId: globex,
               patientId: patient.id,

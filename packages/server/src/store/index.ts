@@ -1,3 +1,4 @@
+export { CommitGroup } from './commit-group.js'
 export type { Database } from './schema.js'
 export {
   openStore,
