@@ -37,6 +37,7 @@ import {
   loadNoteSigner,
   type KeyWrappingProvider,
 } from './keys/index.js'
+import { FhirReads, PatientReadingsReader } from './records/index.js'
 import { openStore, type Store, type Transaction } from './store/index.js'
 import { insertOrganization, listOrganizations, type Organization } from './tenancy/index.js'
 
@@ -163,6 +164,10 @@ export class Ward {
   readonly keyring: Keyring
   /** Device models, devices, patients, enrollment and readings. */
   readonly fleet: Fleet
+  /** Reads of patients' readings, each audited in the same transaction. */
+  readonly readings: PatientReadingsReader
+  /** The FHIR R4 read and search subset, each read audited in the same transaction. */
+  readonly fhir: FhirReads
 
   private constructor(config: WardConfig, store: Store, keys: KeyWrappingProvider) {
     this.config = config
@@ -175,6 +180,8 @@ export class Ward {
       keyShares: LocalKeyShareStore.open(homePaths(config.home).keyShares),
     })
     this.fleet = new Fleet(this)
+    this.readings = new PatientReadingsReader(this)
+    this.fhir = new FhirReads(this)
   }
 
   /** Records `input` in log `logName` inside `tx`, as done under `context`. */

@@ -15,3 +15,4 @@ export {
   type DeviceStatus,
 } from './registry.js'
 export { standardDeviceModels } from './standard-models.js'
+export { listPatientDevices } from './patient-devices.js'

@@ -1,0 +1,111 @@
+import { WardError } from '@ward/core'
+
+import { auditEventTypes, type AuditEventInput } from '../audit/index.js'
+import type { OperationContext } from '../context.js'
+import type { Keyring } from '../keys/index.js'
+import type { Store, Transaction } from '../store/index.js'
+import { findOrganizationById } from '../tenancy/index.js'
+import type { Patient } from './patients.js'
+
+/** What the records domain's reads need from a running Ward; `Ward` itself provides it. */
+export interface RecordsServices {
+  readonly store: Store
+  readonly keyring: Keyring
+  /** Appends `input` to log `logName` in `tx`, as done under `context`. */
+  audit(
+    tx: Transaction,
+    logName: string,
+    context: OperationContext,
+    input: AuditEventInput,
+  ): Promise<unknown>
+}
+
+/** Values a read's audit event carries about its query: references, bounds and counts. */
+export type QueryDetail = Record<string, string | number | boolean>
+
+/**
+ * Runs reads of PHI the way the spine requires: the read and its audit events in one
+ * transaction of the organization the context names, so that a read whose audit append fails
+ * returns nothing. The access decision is the caller's; its rule and purpose of use come with
+ * the context and are recorded with every event.
+ */
+export class AuditedReads {
+  readonly #services: RecordsServices
+  // Organizations are never renamed; the cache saves a query per read.
+  readonly #slugs = new Map<string, string>()
+
+  constructor(services: RecordsServices) {
+    this.#services = services
+  }
+
+  get keyring(): Keyring {
+    return this.#services.keyring
+  }
+
+  /**
+   * Runs `work` for the context's organization in one transaction and appends the audit
+   * events it returns, in order, to that organization's log. Throws `ERR_INPUT_INVALID` for a
+   * context without an organization: every PHI read is some organization's.
+   */
+  async run<T>(
+    context: OperationContext,
+    work: (tx: Transaction, organizationId: string) => Promise<[T, readonly AuditEventInput[]]>,
+  ): Promise<T> {
+    const organizationId = context.organizationId
+    if (organizationId === undefined) {
+      throw new WardError('ERR_INPUT_INVALID', 'a read of patient records needs an organization', {
+        details: { field: 'organizationId' },
+      })
+    }
+    return this.#services.store.transaction(async (tx) => {
+      const [result, events] = await work(tx, organizationId)
+      const slug = await this.slugOf(tx, organizationId)
+      for (const event of events) await this.#services.audit(tx, slug, context, event)
+      return result
+    })
+  }
+
+  /** The slug of an organization, which names its audit log. */
+  async slugOf(tx: Transaction, organizationId: string): Promise<string> {
+    const known = this.#slugs.get(organizationId)
+    if (known !== undefined) return known
+    const { slug } = await findOrganizationById(tx, organizationId)
+    this.#slugs.set(organizationId, slug)
+    return slug
+  }
+}
+
+/**
+ * The audit event of one read of a patient's records: the patient by id and pseudonym, and
+ * the query that selected what was read — bounds, codes, counts — never a value read.
+ */
+export function patientReadEvent(
+  operation: string,
+  patient: Patient,
+  detail: QueryDetail,
+  entity: { readonly type?: string; readonly what?: string } = {},
+): AuditEventInput {
+  return {
+    type: auditEventTypes.patientRecord,
+    operation,
+    action: 'R',
+    entity: [
+      {
+        type: entity.type ?? 'Patient',
+        what: entity.what ?? patient.id,
+        patient: patient.pseudonym,
+        detail,
+      },
+    ],
+  }
+}
+
+/** The audit event of a search that matched no patient: what was asked, and that nothing was. */
+export function emptySearchEvent(operation: string, resourceType: string, detail: QueryDetail) {
+  return {
+    type: auditEventTypes.query,
+    operation,
+    action: 'E',
+    entity: [{ type: resourceType, what: 'search', detail: { ...detail, count: 0 } }],
+  } satisfies AuditEventInput
+}
