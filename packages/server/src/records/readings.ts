@@ -71,26 +71,7 @@ export async function readReadingPage(
   const dataKey = await openPatientKey(tx, keyring, patient)
   const after = query.cursor === undefined ? undefined : await cursorRow(tx, patient, query.cursor)
 
-  const newestFirst = query.order === 'newest-first'
-  let select = tx
-    .selectFrom('observations')
-    .selectAll()
-    .where('organization_id', '=', patient.organizationId)
-    .where('patient_id', '=', patient.id)
-  if (query.range.from !== undefined) select = select.where('effective_at', '>=', query.range.from)
-  if (query.range.to !== undefined) select = select.where('effective_at', '<', query.range.to)
-  if (query.codes.length > 0) select = select.where('code', 'in', [...query.codes])
-  if (after !== undefined) {
-    // A row value comparison: both databases seek the index straight to the cursor.
-    select = newestFirst
-      ? select.where(sql<boolean>`(effective_at, id) < (${after.effectiveAt}, ${after.id})`)
-      : select.where(sql<boolean>`(effective_at, id) > (${after.effectiveAt}, ${after.id})`)
-  }
-  const rows = await select
-    .orderBy('effective_at', newestFirst ? 'desc' : 'asc')
-    .orderBy('id', newestFirst ? 'desc' : 'asc')
-    .limit(query.limit + 1)
-    .execute()
+  const rows = await pageSelect(tx, patient, query, after).execute()
 
   const page = rows.slice(0, query.limit)
   const readings = page.map((row) => ({
@@ -240,6 +221,49 @@ export function checkPageQuery(
     limit,
     ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
   }
+}
+
+/**
+ * The query of one page: `limit + 1` rows so that a next page shows itself, seeking the
+ * patient-and-time index to the row after the cursor. Exported for the test that checks the
+ * databases' plans for it.
+ */
+export function pageSelect(
+  tx: Transaction,
+  patient: Pick<Patient, 'id' | 'organizationId'>,
+  query: PageQuery,
+  after?: { readonly id: string; readonly effectiveAt: string },
+) {
+  const newestFirst = query.order === 'newest-first'
+  let { from, to } = query.range
+  // The cursor's own time bounds the range too, so the index is sought to the cursor itself
+  // rather than to the range's start; the row value then skips the cursor's ties up to it.
+  if (after !== undefined && !newestFirst && (from === undefined || after.effectiveAt > from)) {
+    from = after.effectiveAt
+  }
+  if (after !== undefined && newestFirst && (to === undefined || after.effectiveAt < to)) {
+    to = after.effectiveAt
+  }
+  let select = tx
+    .selectFrom('observations')
+    .selectAll()
+    .where('organization_id', '=', patient.organizationId)
+    .where('patient_id', '=', patient.id)
+  if (from !== undefined) select = select.where('effective_at', '>=', from)
+  if (to !== undefined) {
+    // Up to and including the cursor's time when it is the bound; the row value excludes it.
+    select = select.where('effective_at', to === after?.effectiveAt ? '<=' : '<', to)
+  }
+  if (query.codes.length > 0) select = select.where('code', 'in', [...query.codes])
+  if (after !== undefined) {
+    select = newestFirst
+      ? select.where(sql<boolean>`(effective_at, id) < (${after.effectiveAt}, ${after.id})`)
+      : select.where(sql<boolean>`(effective_at, id) > (${after.effectiveAt}, ${after.id})`)
+  }
+  return select
+    .orderBy('effective_at', newestFirst ? 'desc' : 'asc')
+    .orderBy('id', newestFirst ? 'desc' : 'asc')
+    .limit(query.limit + 1)
 }
 
 async function cursorRow(

@@ -266,6 +266,52 @@ for (const { dialect, skip } of dialects) {
       }
     })
 
+    test('a cursor from another range returns nothing outside the range asked', async () => {
+      const first = await ward.readings.readReadings(clinician(acme), {
+        patient: patient.pseudonym,
+        from: at(0),
+        to: at(100),
+        limit: 2,
+      })
+      const last = await ward.readings.readReadings(clinician(acme), {
+        patient: patient.pseudonym,
+        from: at(0),
+        to: at(100),
+        order: 'newest-first',
+        limit: 2,
+      })
+      for (const [order, cursor] of [
+        ['oldest-first', first.next],
+        ['newest-first', last.next],
+      ] as const) {
+        assert.ok(cursor !== undefined)
+        const page = await ward.readings.readReadings(clinician(acme), {
+          patient: patient.pseudonym,
+          from: at(40),
+          to: at(60),
+          order,
+          cursor,
+        })
+        const times = page.readings.map((reading) => reading.effectiveAt)
+        assert.deepEqual(times, order === 'oldest-first' ? [at(40), at(50)] : [at(50), at(40)])
+      }
+    })
+
+    test('returns nothing when the read cannot be audited', async () => {
+      const unauditable = { ...clinician(acme), requestId: '' }
+      const [error, events] = await newEvents('acme', () =>
+        rejection(() =>
+          ward.readings.readReadings(unauditable, {
+            patient: patient.pseudonym,
+            from: at(0),
+            to: at(100),
+          }),
+        ),
+      )
+      assert.ok(isWardError(error, 'ERR_AUDIT_EVENT_INVALID'))
+      assert.equal(events.length, 0)
+    })
+
     test('filters by code', async () => {
       const page = await ward.readings.readReadings(clinician(acme), {
         patient: patient.pseudonym,
