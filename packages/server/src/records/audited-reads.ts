@@ -1,4 +1,4 @@
-import { WardError } from '@ward/core'
+import { WardError, isWardError, type WardErrorCode } from '@ward/core'
 
 import { auditEventTypes, type AuditEventInput } from '../audit/index.js'
 import type { OperationContext } from '../context.js'
@@ -19,6 +19,14 @@ export interface RecordsServices {
     input: AuditEventInput,
   ): Promise<unknown>
 }
+
+/** Refusals recorded as failed reads: what the read named is not there, or no longer. */
+const refusedAsAbsent = new Set<WardErrorCode>([
+  'ERR_PATIENT_NOT_FOUND',
+  'ERR_DEVICE_NOT_FOUND',
+  'ERR_NOT_FOUND',
+  'ERR_DATA_KEY_DESTROYED',
+])
 
 /** Values a read's audit event carries about its query: references, bounds and counts. */
 export type QueryDetail = Record<string, string | number | boolean>
@@ -46,9 +54,16 @@ export class AuditedReads {
    * Runs `work` for the context's organization in one transaction and appends the audit
    * events it returns, in order, to that organization's log. Throws `ERR_INPUT_INVALID` for a
    * context without an organization: every PHI read is some organization's.
+   *
+   * A read refused because what it names is not there — no such patient, device or record,
+   * or a crypto-shredded patient — rolls back, and is then recorded on its own as operation
+   * `operation` with outcome 4 (minor failure) and the error code, naming nothing: the same
+   * event for another organization's patient as for one that never existed, so that probing
+   * for patients shows in the log without the log telling anything about them.
    */
   async run<T>(
     context: OperationContext,
+    operation: string,
     work: (tx: Transaction, organizationId: string) => Promise<[T, readonly AuditEventInput[]]>,
   ): Promise<T> {
     const organizationId = context.organizationId
@@ -57,12 +72,29 @@ export class AuditedReads {
         details: { field: 'organizationId' },
       })
     }
-    return this.#services.store.transaction(async (tx) => {
-      const [result, events] = await work(tx, organizationId)
-      const slug = await this.slugOf(tx, organizationId)
-      for (const event of events) await this.#services.audit(tx, slug, context, event)
-      return result
-    })
+    try {
+      return await this.#services.store.transaction(async (tx) => {
+        const [result, events] = await work(tx, organizationId)
+        const slug = await this.slugOf(tx, organizationId)
+        for (const event of events) await this.#services.audit(tx, slug, context, event)
+        return result
+      })
+    } catch (error) {
+      if (isWardError(error) && refusedAsAbsent.has(error.code)) {
+        await this.#services.store.transaction(async (tx) => {
+          const slug = await this.slugOf(tx, organizationId)
+          await this.#services.audit(tx, slug, context, {
+            type: auditEventTypes.query,
+            operation,
+            action: 'R',
+            outcome: '4',
+            outcomeDescription: error.code,
+            entity: [],
+          })
+        })
+      }
+      throw error
+    }
   }
 
   /** The slug of an organization, which names its audit log. */

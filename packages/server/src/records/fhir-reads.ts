@@ -92,7 +92,7 @@ export class FhirReads {
     pseudonym: string,
     options: PatientReadOptions,
   ): Promise<FhirResource> {
-    return this.#reads.run(context, async (tx, organizationId) => {
+    return this.#reads.run(context, 'fhir.patient.read', async (tx, organizationId) => {
       const patient = await findPatientByPseudonym(tx, organizationId, pseudonym)
       const resource = await this.#patient(tx, patient, options)
       return [resource, [patientReadEvent('fhir.patient.read', patient, identityDetail(options))]]
@@ -110,13 +110,13 @@ export class FhirReads {
     if (wanted === undefined) throw required('Patient', '_id or identifier')
     if (search.id !== undefined && search.patient !== undefined && search.id !== search.patient) {
       // Both given and different: nothing can match both.
-      return this.#reads.run(context, async () => [
+      return this.#reads.run(context, 'fhir.patient.search', async () => [
         searchBundle([], selfLink('Patient', parameters)),
         [emptySearchEvent('fhir.patient.search', 'Patient', {})],
       ])
     }
 
-    return this.#reads.run(context, async (tx, organizationId) => {
+    return this.#reads.run(context, 'fhir.patient.search', async (tx, organizationId) => {
       const patient = await findPatientByPseudonym(tx, organizationId, wanted).catch(notFound)
       const self = selfLink('Patient', parameters)
       if (patient === undefined) {
@@ -133,7 +133,7 @@ export class FhirReads {
 
   /** `GET Observation/<id>`. `ERR_NOT_FOUND` for a reading this organization does not have. */
   async readObservation(context: OperationContext, id: string): Promise<FhirObservation> {
-    return this.#reads.run(context, async (tx, organizationId) => {
+    return this.#reads.run(context, 'fhir.observation.read', async (tx, organizationId) => {
       const row = await findReadingRow(tx, organizationId, id)
       if (row === undefined) throw resourceNotFound('Observation')
       const patient = await findPatient(tx, organizationId, row.patientId)
@@ -172,7 +172,7 @@ export class FhirReads {
       { limit: '_count', codes: 'code', cursor: '_cursor' },
     )
 
-    return this.#reads.run(context, async (tx, organizationId) => {
+    return this.#reads.run(context, 'fhir.observation.search', async (tx, organizationId) => {
       const patient = await findPatientByPseudonym(tx, organizationId, pseudonym)
       const result = await readReadingPage(tx, this.#reads.keyring, patient, page)
       const resources = result.readings.map((reading) => observationResource(reading, patient))
@@ -195,7 +195,7 @@ export class FhirReads {
 
   /** `GET Device/<id>`. `ERR_DEVICE_NOT_FOUND` for a device this organization does not have. */
   async readDevice(context: OperationContext, id: string): Promise<FhirResource> {
-    return this.#reads.run(context, async (tx, organizationId) => {
+    return this.#reads.run(context, 'fhir.device.read', async (tx, organizationId) => {
       const device = await findDeviceById(tx, organizationId, id)
       if (device.patientId === null) {
         const event: AuditEventInput = {
@@ -225,7 +225,7 @@ export class FhirReads {
     if (pseudonym === undefined) throw required('Device', 'patient')
     const count = search.count ?? defaultSearchCount
 
-    return this.#reads.run(context, async (tx, organizationId) => {
+    return this.#reads.run(context, 'fhir.device.search', async (tx, organizationId) => {
       const patient = await findPatientByPseudonym(tx, organizationId, pseudonym)
       await openPatientKey(tx, this.#reads.keyring, patient)
       const devices = (await listPatientDevices(tx, organizationId, patient.id)).slice(0, count)
@@ -263,7 +263,7 @@ export class FhirReads {
     const limit = search.count ?? defaultSearchCount
     const order = search.order ?? 'oldest-first'
 
-    return this.#reads.run(context, async (tx, organizationId) => {
+    return this.#reads.run(context, 'fhir.audit-event.search', async (tx, organizationId) => {
       const logName = await this.#reads.slugOf(tx, organizationId)
       let patient: Patient | undefined
       if (search.patient !== undefined) {

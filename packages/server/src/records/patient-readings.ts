@@ -91,7 +91,7 @@ export class PatientReadingsReader {
       ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
     })
 
-    return this.#reads.run(context, async (tx, organizationId) => {
+    return this.#reads.run(context, operation, async (tx, organizationId) => {
       const patient = await findPatientByPseudonym(tx, organizationId, query.patient)
       const result = await readReadingPage(tx, this.#reads.keyring, patient, page)
       const event = patientReadEvent(operation, patient, {

@@ -421,7 +421,12 @@ for (const { dialect, skip } of dialects) {
           ),
         )
         assert.ok(isWardError(error, 'ERR_PATIENT_NOT_FOUND'))
-        assert.equal(events.length, 0)
+        // Recorded as a failed read that names nothing.
+        assert.equal(events.length, 1)
+        // Random per event; everything else must be the same for both.
+        const event = { ...(events[0] as AuditEvent), id: '', recorded: '', requestId: '' }
+        assert.equal(event.outcome, '4')
+        assert.deepEqual(event.entity, [])
         const fhir = await rejection(() =>
           ward.fhir.searchObservations(clinician(acme), { patient: pseudonym }),
         )
@@ -434,6 +439,7 @@ for (const { dialect, skip } of dialects) {
           { includeIdentity: false },
         )
         outcomes.push({
+          event,
           readings: [error.code, error.message, error.details],
           fhir: toOperationOutcome(fhir),
           patient: toOperationOutcome(patientRead),
@@ -464,7 +470,10 @@ for (const { dialect, skip } of dialects) {
         () => ward.fhir.searchDevices(clinician(acme), { patient: shredded.pseudonym }),
       ]
       for (const read of reads) {
-        const error = await rejection(read)
+        const [error, events] = await newEvents('acme', () => rejection(read))
+        assert.equal(events.length, 1)
+        assert.equal(events[0]?.outcome, '4')
+        assert.equal(events[0]?.outcomeDescription, 'ERR_DATA_KEY_DESTROYED')
         assert.ok(isWardError(error, 'ERR_DATA_KEY_DESTROYED'))
         assert.match(error.message, /crypto-shredded/)
         assert.ok(!error.message.includes(shredded.dataKeyId))
