@@ -13,6 +13,9 @@
  * `<tmpdir>/ward-read-bench/<readings>-<patients>` and copied afresh for each run, so that one
  * run's audit events do not pile up into the next; delete that folder to seed again.
  *
+ * A third phase, reported between the two, runs the full read without its audit append, to
+ * show what the audit event costs; it is not a path Ward offers.
+ *
  * `WARD_BENCH_SECONDS` sets each phase's length (default 20), `WARD_BENCH_READINGS` the size of
  * the store (default 1,000,000), `WARD_BENCH_PATIENTS` how many patients share it (default
  * 1,000; the readings are spread evenly over ten days, so each read returns about
@@ -47,6 +50,8 @@ import {
   type ObservationInput,
   type Patient,
 } from '../src/records/index.js'
+import { findPatientByPseudonym } from '../src/records/patients.js'
+import { checkPageQuery, readReadingPage } from '../src/records/readings.js'
 
 const seconds = Number(process.env['WARD_BENCH_SECONDS'] ?? 20)
 const totalReadings = Number(process.env['WARD_BENCH_READINGS'] ?? 1_000_000)
@@ -329,6 +334,21 @@ async function main(): Promise<void> {
       )
       return page.readings.length
     }
+    // Where the time goes: the full read's transaction, key and decryption without the audit
+    // append (a transaction that writes nothing commits without waiting for the disk).
+    const unaudited = async (pseudonym: string) => {
+      await patientAccessFacts(ward, organizationId, pseudonym)
+      const page = await ward.store.transaction(async (tx) => {
+        const patient = await findPatientByPseudonym(tx, organizationId, pseudonym)
+        return readReadingPage(
+          tx,
+          ward.keyring,
+          patient,
+          checkPageQuery({ range: { from, to }, limit: 1000 }),
+        )
+      })
+      return page.readings.length
+    }
     const bare = async (pseudonym: string) => {
       const patient = await ward.store.db
         .selectFrom('patients')
@@ -360,6 +380,7 @@ async function main(): Promise<void> {
     }
 
     const fullResult = await phase(seeded, full)
+    const unauditedResult = await phase(seeded, unaudited)
     const bareResult = await phase(seeded, bare)
     const print = (label: string, result: PhaseResult) =>
       console.log(
@@ -368,6 +389,7 @@ async function main(): Promise<void> {
           `  (${(result.readings / Math.max(1, result.reads)).toFixed(1)} readings a read, ${result.reads} reads)`,
       )
     print('full: facts, decrypt, audit', fullResult)
+    print('  of which without the audit append', unauditedResult)
     print('bare: same query, no decrypt/audit', bareResult)
     console.log(
       `full ÷ bare reads/s: ${(fullResult.perSecond / bareResult.perSecond).toFixed(2)}; ` +

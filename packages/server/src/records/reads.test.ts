@@ -447,6 +447,18 @@ for (const { dialect, skip } of dialects) {
         })
       }
       assert.deepEqual(outcomes[0], outcomes[1])
+
+      const foreignReading = [...ingested].find(([, row]) => row.patientId === foreign.id)
+      assert.ok(foreignReading !== undefined)
+      const readings: unknown[] = []
+      for (const id of [foreignReading[0], randomUUID()]) {
+        const [error, events] = await newEvents('acme', () =>
+          rejection(() => ward.fhir.readObservation(clinician(acme), id)),
+        )
+        assert.ok(isWardError(error, 'ERR_NOT_FOUND'))
+        readings.push([error.message, events.map((event) => [event.outcome, event.entity])])
+      }
+      assert.deepEqual(readings[0], readings[1])
       // The other organization's own clinicians do read their patient.
       const page = await ward.readings.readReadings(clinician(other), {
         patient: foreign.pseudonym,
