@@ -77,6 +77,29 @@ describe('FHIR search parameters', () => {
     ])
   })
 
+  test('bounds the codes of one search', () => {
+    const code = (i: number) => `urn:example:a-long-code-system-name-${'x'.repeat(40)}|${i}`
+    assert.throws(
+      () =>
+        parseSearch(
+          'Observation',
+          { code: Array.from({ length: 14 }, (_, i) => code(i)).join(',') },
+          spec,
+        ),
+      (error) =>
+        isWardError(error, 'ERR_INPUT_INVALID') && /at most 1000 characters/.test(error.message),
+    )
+    assert.throws(
+      () =>
+        parseSearch(
+          'Observation',
+          { code: Array.from({ length: 21 }, (_, i) => `urn:x|${i}`).join(',') },
+          spec,
+        ),
+      (error) => isWardError(error, 'ERR_INPUT_INVALID') && /at most 20 codes/.test(error.message),
+    )
+  })
+
   test('names an unknown parameter and the allowed ones, and never echoes a value', () => {
     assert.throws(
       () => parseSearch('Observation', { name: 'Alex Testpatient' }, spec),

@@ -56,6 +56,7 @@ const tokenPattern = /^([a-z][a-z0-9+.-]*:[^\s|,]{1,200})\|([^\s|,]{1,64})$/
 const cursorPattern = /^[0-9]{1,19}$|^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const referencePattern = /^(?:[A-Z][A-Za-z]{1,63}\/)?[A-Za-z0-9\-.:]{1,200}$/
 const maxTokens = 20
+const maxTokenText = 1000
 const earliestYear = 1900
 const latestYear = 2999
 
@@ -140,6 +141,8 @@ export function parseSearch(
         parsed.order = value === '-date' ? 'newest-first' : 'oldest-first'
         break
       case 'token': {
+        // Bounded so that the audit event, which records the codes, stays within its limits.
+        if (value.length > maxTokenText) fail(`must be at most ${maxTokenText} characters`)
         const tokens = value.split(',')
         if (tokens.length > maxTokens) fail(`may list at most ${maxTokens} codes`)
         for (const token of tokens) {

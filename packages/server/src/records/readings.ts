@@ -45,6 +45,9 @@ export const defaultReadingPage = 100
 /** Most codes one query may name. */
 export const maxQueryCodes = 20
 
+/** Most characters the codes of one query may add up to, commas between them included. */
+export const maxQueryCodesText = 1000
+
 const cursorPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 /**
@@ -206,6 +209,10 @@ export function checkPageQuery(
     if (typeof code !== 'string' || code.length === 0 || code.length > 300) {
       throw invalid(names.codes, 'must each be a code of 1–300 characters, as system|code')
     }
+  }
+  // The audit event records the codes; together they must fit one of its detail values.
+  if (codes.join(',').length > maxQueryCodesText) {
+    throw invalid(names.codes, `must together be at most ${maxQueryCodesText} characters`)
   }
   if (query.cursor !== undefined && !cursorPattern.test(query.cursor)) {
     throw invalid(names.cursor, 'must be the cursor a previous page returned')
