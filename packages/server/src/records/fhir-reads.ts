@@ -83,7 +83,7 @@ export class FhirReads {
   readonly #reads: AuditedReads
 
   constructor(services: RecordsServices) {
-    this.#reads = new AuditedReads(services)
+    this.#reads = AuditedReads.for(services)
   }
 
   /** `GET Patient/<pseudonym>`. `ERR_PATIENT_NOT_FOUND` for a patient this organization lacks. */

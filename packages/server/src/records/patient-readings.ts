@@ -54,7 +54,7 @@ export class PatientReadingsReader {
   readonly #reads: AuditedReads
 
   constructor(services: RecordsServices) {
-    this.#reads = new AuditedReads(services)
+    this.#reads = AuditedReads.for(services)
   }
 
   /**

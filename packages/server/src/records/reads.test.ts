@@ -407,6 +407,58 @@ for (const { dialect, skip } of dialects) {
       }
     })
 
+    test('concurrent reads commit together, and one that fails rolls back alone', async () => {
+      const query = { from: at(0), to: at(100) }
+      const [settled, events] = await newEvents('acme', () =>
+        Promise.allSettled([
+          ward.readings.readReadings(clinician(acme), { ...query, patient: patient.pseudonym }),
+          ward.readings.readReadings(clinician(acme), { ...query, patient: second.pseudonym }),
+          ward.readings.readReadings(clinician(acme), {
+            ...query,
+            patient: 'pt-bbbbbbbbbbbbbbbbbbbb',
+          }),
+          ward.readings.readReadings(
+            { ...clinician(acme), requestId: '' },
+            { ...query, patient: patient.pseudonym },
+          ),
+          ward.readings.readReadings(clinician(acme), { ...query, patient: shredded.pseudonym }),
+          ward.fhir.searchObservations(clinician(acme), { patient: second.pseudonym }),
+          ward.readings.readReadings(clinician(acme), { ...query, patient: patient.pseudonym }),
+        ]),
+      )
+      const [first, ofSecond, missing, unauditable, gone, bundle, again] = settled
+      assert.equal(first?.status === 'fulfilled' && first.value.readings.length, 12)
+      assert.equal(ofSecond?.status === 'fulfilled' && ofSecond.value.readings.length, 1)
+      assert.equal(again?.status === 'fulfilled' && again.value.readings.length, 12)
+      assert.equal(bundle?.status === 'fulfilled' && bundle.value.entry.length, 1)
+      assert.ok(
+        missing?.status === 'rejected' && isWardError(missing.reason, 'ERR_PATIENT_NOT_FOUND'),
+      )
+      assert.ok(
+        unauditable?.status === 'rejected' &&
+          isWardError(unauditable.reason, 'ERR_AUDIT_EVENT_INVALID'),
+      )
+      assert.ok(gone?.status === 'rejected' && isWardError(gone.reason, 'ERR_DATA_KEY_DESTROYED'))
+
+      const summary = events.map((event) => [
+        event.subtype.code,
+        event.outcome,
+        event.outcomeDescription ?? '',
+        event.entity[0]?.patient ?? '',
+      ])
+      assert.deepEqual(
+        summary.sort(),
+        [
+          ['fhir.observation.search', '0', '', second.pseudonym],
+          ['observation.read', '0', '', patient.pseudonym],
+          ['observation.read', '0', '', patient.pseudonym],
+          ['observation.read', '0', '', second.pseudonym],
+          ['observation.read', '4', 'ERR_DATA_KEY_DESTROYED', ''],
+          ['observation.read', '4', 'ERR_PATIENT_NOT_FOUND', ''],
+        ].sort(),
+      )
+    })
+
     test("reads another organization's patient exactly as one that does not exist", async () => {
       const missing = 'pt-aaaaaaaaaaaaaaaaaaaa'
       const outcomes: unknown[] = []
