@@ -14,7 +14,9 @@
  * run's audit events do not pile up into the next; delete that folder to seed again.
  *
  * A third phase, reported between the two, runs the full read without its audit append, to
- * show what the audit event costs; it is not a path Ward offers.
+ * show what the audit event costs; it is not a path Ward offers. Then the full and the bare
+ * read run again with several clinicians reading at once (`WARD_BENCH_CLINICIANS`, default 8),
+ * where reads that arrive together commit together.
  *
  * `WARD_BENCH_SECONDS` sets each phase's length (default 20), `WARD_BENCH_READINGS` the size of
  * the store (default 1,000,000), `WARD_BENCH_PATIENTS` how many patients share it (default
@@ -56,6 +58,7 @@ import { checkPageQuery, readReadingPage } from '../src/records/readings.js'
 const seconds = Number(process.env['WARD_BENCH_SECONDS'] ?? 20)
 const totalReadings = Number(process.env['WARD_BENCH_READINGS'] ?? 1_000_000)
 const patientCount = Number(process.env['WARD_BENCH_PATIENTS'] ?? 1000)
+const clinicians = Number(process.env['WARD_BENCH_CLINICIANS'] ?? 8)
 const spanDays = 10
 const seedTransaction = 50_000
 const seedFormat = 1
@@ -265,23 +268,31 @@ interface PhaseResult {
   readonly p99: number
 }
 
-/** Runs `read` back to back for `seconds`, on patients picked at random. */
+/**
+ * Runs `read` back to back for `seconds` in `clinicians` concurrent loops, each on patients
+ * picked at random.
+ */
 async function phase(
   seeded: Seeded,
   read: (pseudonym: string) => Promise<number>,
+  clinicians = 1,
 ): Promise<PhaseResult> {
   const latencies: number[] = []
   let readings = 0
-  let pick = 12345
   const started = performance.now()
   const until = started + seconds * 1000
-  while (performance.now() < until) {
-    pick = (pick * 1103515245 + 12345) % 2147483648
-    const pseudonym = seeded.pseudonyms[pick % seeded.pseudonyms.length] as string
-    const begin = performance.now()
-    readings += await read(pseudonym)
-    latencies.push(performance.now() - begin)
+  const loop = async (seed: number) => {
+    let pick = seed
+    while (performance.now() < until) {
+      pick = (pick * 1103515245 + 12345) % 2147483648
+      const pseudonym = seeded.pseudonyms[pick % seeded.pseudonyms.length] as string
+      const begin = performance.now()
+      const count = await read(pseudonym)
+      latencies.push(performance.now() - begin)
+      readings += count
+    }
   }
+  await Promise.all(Array.from({ length: clinicians }, (_, i) => loop(12345 + i * 7919)))
   const elapsed = (performance.now() - started) / 1000
   latencies.sort((a, b) => a - b)
   const at = (q: number) =>
@@ -382,6 +393,8 @@ async function main(): Promise<void> {
     const fullResult = await phase(seeded, full)
     const unauditedResult = await phase(seeded, unaudited)
     const bareResult = await phase(seeded, bare)
+    const fullConcurrent = await phase(seeded, full, clinicians)
+    const bareConcurrent = await phase(seeded, bare, clinicians)
     const print = (label: string, result: PhaseResult) =>
       console.log(
         `${label.padEnd(34)} ${Math.round(result.perSecond).toLocaleString('en').padStart(7)} reads/s` +
@@ -394,6 +407,13 @@ async function main(): Promise<void> {
     console.log(
       `full ÷ bare reads/s: ${(fullResult.perSecond / bareResult.perSecond).toFixed(2)}; ` +
         `p99 full ÷ bare: ${(fullResult.p99 / bareResult.p99).toFixed(2)}`,
+    )
+    print(`full, ${clinicians} clinicians at once`, fullConcurrent)
+    print(`bare, ${clinicians} clinicians at once`, bareConcurrent)
+    console.log(
+      `${clinicians} at once, full ÷ bare reads/s: ` +
+        `${(fullConcurrent.perSecond / bareConcurrent.perSecond).toFixed(2)}; ` +
+        `p99 full ÷ bare: ${(fullConcurrent.p99 / bareConcurrent.p99).toFixed(2)}`,
     )
   } finally {
     await ward.close()
