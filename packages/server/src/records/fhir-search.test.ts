@@ -3,6 +3,7 @@ import { describe, test } from 'node:test'
 
 import { isWardError } from '@ward/core'
 
+import { toOperationOutcome } from './fhir-resources.js'
 import { parseSearch, storedCodes, type SearchSpec } from './fhir-search.js'
 
 const spec: SearchSpec = { date: 'date', code: 'token', _count: 'count', patient: 'patient' }
@@ -112,5 +113,32 @@ describe('FHIR search parameters', () => {
       () => parseSearch('Observation', { '<script>': '1' }, spec),
       (error) => isWardError(error) && error.message.includes('(unprintable name)'),
     )
+  })
+})
+
+describe('OperationOutcome', () => {
+  test('keeps the code and parameter of Ward errors and says nothing of other errors', () => {
+    let caught: unknown
+    try {
+      parseSearch('Observation', { _count: '0' }, spec)
+    } catch (error) {
+      caught = error
+    }
+    assert.deepEqual(toOperationOutcome(caught), {
+      resourceType: 'OperationOutcome',
+      issue: [
+        {
+          severity: 'error',
+          code: 'invalid',
+          diagnostics:
+            'ERR_INPUT_INVALID: Observation search parameter _count must be an integer 1–1000',
+          expression: ['_count'],
+        },
+      ],
+    })
+    const outcome = toOperationOutcome(new Error('row for Alex Testpatient born 1970-01-01'))
+    assert.deepEqual(outcome.issue, [
+      { severity: 'error', code: 'exception', diagnostics: 'internal error' },
+    ])
   })
 })
