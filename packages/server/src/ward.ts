@@ -38,6 +38,7 @@ import {
   type KeyWrappingProvider,
 } from './keys/index.js'
 import { Rollouts } from './rollouts.js'
+import { FhirReads, PatientReadingsReader } from './records/index.js'
 import { openStore, type Store, type Transaction } from './store/index.js'
 import { insertOrganization, listOrganizations, type Organization } from './tenancy/index.js'
 import { Updates } from './updates/index.js'
@@ -169,6 +170,10 @@ export class Ward {
   readonly updates: Updates
   /** Staged rollouts of firmware releases. */
   readonly rollouts: Rollouts
+  /** Reads of patients' readings, each audited in the same transaction. */
+  readonly readings: PatientReadingsReader
+  /** The FHIR R4 read and search subset, each read audited in the same transaction. */
+  readonly fhir: FhirReads
 
   private constructor(config: WardConfig, store: Store, keys: KeyWrappingProvider) {
     this.config = config
@@ -183,6 +188,8 @@ export class Ward {
     this.fleet = new Fleet(this)
     this.updates = new Updates(this)
     this.rollouts = new Rollouts(this)
+    this.readings = new PatientReadingsReader(this)
+    this.fhir = new FhirReads(this)
   }
 
   /** Records `input` in log `logName` inside `tx`, as done under `context`. */

@@ -19,6 +19,12 @@ export {
 } from './event.js'
 export { EntryKeys, entryMac } from './entry-keys.js'
 export { exportTiles, type ExportContext, type ExportResult } from './export.js'
+export {
+  maxAuditScan,
+  searchAuditEvents,
+  type AuditSearch,
+  type AuditSearchPage,
+} from './search.js'
 export { checkEntries, type CheckedEntry } from './store-check.js'
 export { leafHash, nodeHash } from './hashing.js'
 export {

@@ -32,3 +32,4 @@ export {
   type DeviceCommandStatus,
   type WipeCertificate,
 } from './commands.js'
+export { listPatientDevices } from './patient-devices.js'

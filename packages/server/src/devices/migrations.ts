@@ -99,5 +99,16 @@ export function devicesMigrations(_dialect: Dialect): Record<string, Migration> 
           .execute()
       },
     },
+    // Named to run after every domain's first migrations, whatever their numbers.
+    '0008-devices-by-patient': {
+      async up(db: Kysely<unknown>) {
+        // A patient's devices, for the FHIR Device search, in one index range.
+        await db.schema
+          .createIndex('devices_patient')
+          .on('devices')
+          .columns(['organization_id', 'patient_id'])
+          .execute()
+      },
+    },
   }
 }

@@ -350,7 +350,8 @@ function toModel(row: {
   }
 }
 
-function toDevice(row: {
+/** A `devices` row as the registry hands it out; for this domain's other files. */
+export function toDevice(row: {
   id: string
   organization_id: string
   serial: string

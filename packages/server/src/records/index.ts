@@ -22,3 +22,26 @@ export {
   readPatientIdentity,
   type Patient,
 } from './patients.js'
+export { AuditedReads, type RecordsServices } from './audited-reads.js'
+export { FhirReads, type PatientReadOptions } from './fhir-reads.js'
+export {
+  toOperationOutcome,
+  type FhirResource,
+  type OperationOutcome,
+  type SearchBundle,
+} from './fhir-resources.js'
+export {
+  defaultSearchCount,
+  maxSearchCount,
+  pseudonymSystem,
+  type SearchInput,
+} from './fhir-search.js'
+export {
+  PatientReadingsReader,
+  maxRangeDays,
+  patientAccessFacts,
+  patientRequest,
+  type PatientReadings,
+  type ReadingsQuery,
+} from './patient-readings.js'
+export { defaultReadingPage, maxReadingPage, type ReadingOrder } from './readings.js'

@@ -76,5 +76,19 @@ export function recordsMigrations(dialect: Dialect): Record<string, Migration> {
           .execute()
       },
     },
+    // Named to run after every domain's first migrations, whatever their numbers.
+    '0008-records-reading-pages': {
+      async up(db: Kysely<unknown>) {
+        // Readings are paged by (effective time, id): with the id in the index, the next page
+        // starts with one index seek, in either direction, and needs no sort. It replaces the
+        // index without the id, which it serves in every query that one served.
+        await db.schema
+          .createIndex('observations_patient_effective_id')
+          .on('observations')
+          .columns(['organization_id', 'patient_id', 'effective_at', 'id'])
+          .execute()
+        await db.schema.dropIndex('observations_patient_effective').execute()
+      },
+    },
   }
 }

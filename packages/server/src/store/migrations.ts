@@ -86,6 +86,18 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute()
       },
     },
+    // Named to run after every domain's first migrations, whatever their numbers.
+    '0008-audit-entries-by-time': {
+      async up(db: Kysely<unknown>) {
+        // The AuditEvent search by date: entries of one log in recorded order, paged by
+        // (recorded time, index) with one index seek.
+        await db.schema
+          .createIndex('audit_entries_recorded')
+          .on('audit_entries')
+          .columns(['log_id', 'recorded_at', 'idx'])
+          .execute()
+      },
+    },
   }
 }
 

@@ -1,0 +1,240 @@
+import { sql } from 'kysely'
+
+import { WardError, isWardError, type WardErrorCode } from '@ward/core'
+
+import { auditEventTypes, type AuditEventInput } from '../audit/index.js'
+import type { OperationContext } from '../context.js'
+import type { Keyring } from '../keys/index.js'
+import type { Store, Transaction } from '../store/index.js'
+import { findOrganizationById } from '../tenancy/index.js'
+import type { Patient } from './patients.js'
+
+/** What the records domain's reads need from a running Ward; `Ward` itself provides it. */
+export interface RecordsServices {
+  readonly store: Store
+  readonly keyring: Keyring
+  /** Appends `input` to log `logName` in `tx`, as done under `context`. */
+  audit(
+    tx: Transaction,
+    logName: string,
+    context: OperationContext,
+    input: AuditEventInput,
+  ): Promise<unknown>
+}
+
+/** Refusals recorded as failed reads: what the read named is not there, or no longer. */
+const refusedAsAbsent = new Set<WardErrorCode>([
+  'ERR_PATIENT_NOT_FOUND',
+  'ERR_DEVICE_NOT_FOUND',
+  'ERR_NOT_FOUND',
+  'ERR_DATA_KEY_DESTROYED',
+])
+
+/** A read waiting for its transaction. */
+interface PendingRead {
+  readonly context: OperationContext
+  readonly organizationId: string
+  readonly operation: string
+  readonly work: (
+    tx: Transaction,
+    organizationId: string,
+  ) => Promise<[unknown, readonly AuditEventInput[]]>
+  readonly resolve: (value: unknown) => void
+  readonly reject: (error: unknown) => void
+}
+
+/** Most reads one transaction commits together. */
+const maxReadsPerCommit = 64
+
+const shared = new WeakMap<RecordsServices, AuditedReads>()
+
+/** Values a read's audit event carries about its query: references, bounds and counts. */
+export type QueryDetail = Record<string, string | number | boolean>
+
+/**
+ * Runs reads of PHI the way the spine requires: the read and its audit events in one
+ * transaction of the organization the context names, so that a read whose audit append fails
+ * returns nothing. The access decision is the caller's; its rule and purpose of use come with
+ * the context and are recorded with every event.
+ */
+export class AuditedReads {
+  readonly #services: RecordsServices
+  // Organizations are never renamed; the cache saves a query per read.
+  readonly #slugs = new Map<string, string>()
+  readonly #queue: PendingRead[] = []
+  #draining = false
+
+  constructor(services: RecordsServices) {
+    this.#services = services
+  }
+
+  /** The one instance for `services`, so that every reader's reads commit together. */
+  static for(services: RecordsServices): AuditedReads {
+    let reads = shared.get(services)
+    if (reads === undefined) {
+      reads = new AuditedReads(services)
+      shared.set(services, reads)
+    }
+    return reads
+  }
+
+  get keyring(): Keyring {
+    return this.#services.keyring
+  }
+
+  /**
+   * Runs `work` for the context's organization and appends the audit events it returns, in
+   * order, to that organization's log, in the same transaction; resolves only once that
+   * transaction has committed. Throws `ERR_INPUT_INVALID` for a context without an
+   * organization: every PHI read is some organization's.
+   *
+   * Reads that arrive while another read's transaction is running are committed together in
+   * the next transaction, each inside a savepoint of its own: one wait for the disk serves
+   * them all, a read whose work or audit append fails is rolled back alone and rejects, and
+   * no read resolves before its audit event is committed.
+   *
+   * A read refused because what it names is not there — no such patient, device or record,
+   * or a crypto-shredded patient — is rolled back and recorded instead as operation
+   * `operation` with outcome 4 (minor failure) and the error code, naming nothing: the same
+   * event for another organization's patient as for one that never existed, so that probing
+   * for patients shows in the log without the log telling anything about them.
+   */
+  run<T>(
+    context: OperationContext,
+    operation: string,
+    work: (tx: Transaction, organizationId: string) => Promise<[T, readonly AuditEventInput[]]>,
+  ): Promise<T> {
+    const organizationId = context.organizationId
+    if (organizationId === undefined) {
+      throw new WardError('ERR_INPUT_INVALID', 'a read of patient records needs an organization', {
+        details: { field: 'organizationId' },
+      })
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({
+        context,
+        organizationId,
+        operation,
+        work,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      })
+      void this.#drain()
+    })
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#draining) return
+    this.#draining = true
+    try {
+      while (this.#queue.length > 0) await this.#commit(this.#queue.splice(0, maxReadsPerCommit))
+    } finally {
+      this.#draining = false
+    }
+  }
+
+  /** Runs `reads` in one transaction and settles each once it has committed, or failed. */
+  async #commit(reads: readonly PendingRead[]): Promise<void> {
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = []
+    try {
+      await this.#services.store.transaction(async (tx) => {
+        for (const read of reads) {
+          // A savepoint only when others share the transaction; alone, a failure rolls back all.
+          const alone = reads.length === 1
+          if (!alone) await sql`savepoint ward_read`.execute(tx)
+          try {
+            const [value, events] = await read.work(tx, read.organizationId)
+            const slug = await this.slugOf(tx, read.organizationId)
+            for (const event of events) await this.#services.audit(tx, slug, read.context, event)
+            if (!alone) await sql`release savepoint ward_read`.execute(tx)
+            outcomes.push({ ok: true, value })
+          } catch (error) {
+            if (alone) {
+              outcomes.push({ ok: false, error })
+              throw error
+            }
+            await sql`rollback to savepoint ward_read`.execute(tx)
+            await sql`release savepoint ward_read`.execute(tx)
+            outcomes.push({ ok: false, error })
+            await this.#recordRefusal(tx, read, error)
+          }
+        }
+      })
+    } catch (error) {
+      const [read] = reads
+      const [outcome] = outcomes
+      if (reads.length === 1 && read !== undefined && outcome !== undefined && !outcome.ok) {
+        // The read's own failure: recorded, when it is a refusal, in a transaction of its own.
+        await this.#services.store
+          .transaction((tx) => this.#recordRefusal(tx, read, outcome.error))
+          .catch(() => undefined)
+        read.reject(outcome.error)
+        return
+      }
+      for (const each of reads) each.reject(error)
+      return
+    }
+    reads.forEach((read, index) => {
+      const outcome = outcomes[index]
+      if (outcome?.ok === true) read.resolve(outcome.value)
+      else read.reject(outcome?.error)
+    })
+  }
+
+  async #recordRefusal(tx: Transaction, read: PendingRead, error: unknown): Promise<void> {
+    if (!isWardError(error) || !refusedAsAbsent.has(error.code)) return
+    const slug = await this.slugOf(tx, read.organizationId)
+    await this.#services.audit(tx, slug, read.context, {
+      type: auditEventTypes.query,
+      operation: read.operation,
+      action: 'R',
+      outcome: '4',
+      outcomeDescription: error.code,
+      entity: [],
+    })
+  }
+
+  /** The slug of an organization, which names its audit log. */
+  async slugOf(tx: Transaction, organizationId: string): Promise<string> {
+    const known = this.#slugs.get(organizationId)
+    if (known !== undefined) return known
+    const { slug } = await findOrganizationById(tx, organizationId)
+    this.#slugs.set(organizationId, slug)
+    return slug
+  }
+}
+
+/**
+ * The audit event of one read of a patient's records: the patient by id and pseudonym, and
+ * the query that selected what was read — bounds, codes, counts — never a value read.
+ */
+export function patientReadEvent(
+  operation: string,
+  patient: Patient,
+  detail: QueryDetail,
+  entity: { readonly type?: string; readonly what?: string } = {},
+): AuditEventInput {
+  return {
+    type: auditEventTypes.patientRecord,
+    operation,
+    action: 'R',
+    entity: [
+      {
+        type: entity.type ?? 'Patient',
+        what: entity.what ?? patient.id,
+        patient: patient.pseudonym,
+        detail,
+      },
+    ],
+  }
+}
+
+/** The audit event of a search that matched no patient: what was asked, and that nothing was. */
+export function emptySearchEvent(operation: string, resourceType: string, detail: QueryDetail) {
+  return {
+    type: auditEventTypes.query,
+    operation,
+    action: 'E',
+    entity: [{ type: resourceType, what: 'search', detail: { ...detail, count: 0 } }],
+  } satisfies AuditEventInput
+}
