@@ -203,6 +203,7 @@ export class AccessFixture {
     await ward.store.transaction((tx) =>
       insertObservations(
         tx,
+        ward.store.dialect,
         ward.keyring,
         [0, 1, 2].map((index) => ({
           organizationId: patient.organizationId,

@@ -1,11 +1,9 @@
-import { sql } from 'kysely'
-
 import { WardError, isWardError, type WardErrorCode } from '@ward/core'
 
 import { auditEventTypes, type AuditEventInput } from '../audit/index.js'
 import type { OperationContext } from '../context.js'
 import type { Keyring } from '../keys/index.js'
-import type { Store, Transaction } from '../store/index.js'
+import { CommitGroup, type Store, type Transaction } from '../store/index.js'
 import { findOrganizationById } from '../tenancy/index.js'
 import type { Patient } from './patients.js'
 
@@ -30,19 +28,6 @@ const refusedAsAbsent = new Set<WardErrorCode>([
   'ERR_DATA_KEY_DESTROYED',
 ])
 
-/** A read waiting for its transaction. */
-interface PendingRead {
-  readonly context: OperationContext
-  readonly organizationId: string
-  readonly operation: string
-  readonly work: (
-    tx: Transaction,
-    organizationId: string,
-  ) => Promise<[unknown, readonly AuditEventInput[]]>
-  readonly resolve: (value: unknown) => void
-  readonly reject: (error: unknown) => void
-}
-
 /** Most reads one transaction commits together. */
 const maxReadsPerCommit = 64
 
@@ -61,11 +46,11 @@ export class AuditedReads {
   readonly #services: RecordsServices
   // Organizations are never renamed; the cache saves a query per read.
   readonly #slugs = new Map<string, string>()
-  readonly #queue: PendingRead[] = []
-  #draining = false
+  readonly #group: CommitGroup
 
   constructor(services: RecordsServices) {
     this.#services = services
+    this.#group = new CommitGroup(services.store, { maxUnits: maxReadsPerCommit })
   }
 
   /** The one instance for `services`, so that every reader's reads commit together. */
@@ -88,10 +73,10 @@ export class AuditedReads {
    * transaction has committed. Throws `ERR_INPUT_INVALID` for a context without an
    * organization: every PHI read is some organization's.
    *
-   * Reads that arrive while another read's transaction is running are committed together in
-   * the next transaction, each inside a savepoint of its own: one wait for the disk serves
-   * them all, a read whose work or audit append fails is rolled back alone and rejects, and
-   * no read resolves before its audit event is committed.
+   * On SQLite, reads that arrive together are committed together, each inside a savepoint of
+   * its own (see `CommitGroup`): one wait for the disk serves them all, a read whose work or
+   * audit append fails is rolled back alone and rejects, and no read resolves before its audit
+   * event is committed.
    *
    * A read refused because what it names is not there — no such patient, device or record,
    * or a crypto-shredded patient — is rolled back and recorded instead as operation
@@ -110,83 +95,55 @@ export class AuditedReads {
         details: { field: 'organizationId' },
       })
     }
-    return new Promise<T>((resolve, reject) => {
-      this.#queue.push({
-        context,
-        organizationId,
-        operation,
-        work,
-        resolve: resolve as (value: unknown) => void,
-        reject,
-      })
-      void this.#drain()
-    })
+    return this.#read(context, organizationId, operation, work)
   }
 
-  async #drain(): Promise<void> {
-    if (this.#draining) return
-    this.#draining = true
+  async #read<T>(
+    context: OperationContext,
+    organizationId: string,
+    operation: string,
+    work: (tx: Transaction, organizationId: string) => Promise<[T, readonly AuditEventInput[]]>,
+  ): Promise<T> {
     try {
-      while (this.#queue.length > 0) await this.#commit(this.#queue.splice(0, maxReadsPerCommit))
-    } finally {
-      this.#draining = false
-    }
-  }
-
-  /** Runs `reads` in one transaction and settles each once it has committed, or failed. */
-  async #commit(reads: readonly PendingRead[]): Promise<void> {
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = []
-    try {
-      await this.#services.store.transaction(async (tx) => {
-        for (const read of reads) {
-          // A savepoint only when others share the transaction; alone, a failure rolls back all.
-          const alone = reads.length === 1
-          if (!alone) await sql`savepoint ward_read`.execute(tx)
-          try {
-            const [value, events] = await read.work(tx, read.organizationId)
-            const slug = await this.slugOf(tx, read.organizationId)
-            for (const event of events) await this.#services.audit(tx, slug, read.context, event)
-            if (!alone) await sql`release savepoint ward_read`.execute(tx)
-            outcomes.push({ ok: true, value })
-          } catch (error) {
-            if (alone) {
-              outcomes.push({ ok: false, error })
-              throw error
-            }
-            await sql`rollback to savepoint ward_read`.execute(tx)
-            await sql`release savepoint ward_read`.execute(tx)
-            outcomes.push({ ok: false, error })
-            await this.#recordRefusal(tx, read, error)
-          }
-        }
+      return await this.#commit(async (tx) => {
+        const [value, events] = await work(tx, organizationId)
+        const slug = await this.slugOf(tx, organizationId)
+        for (const event of events) await this.#services.audit(tx, slug, context, event)
+        return value
       })
     } catch (error) {
-      const [read] = reads
-      const [outcome] = outcomes
-      if (reads.length === 1 && read !== undefined && outcome !== undefined && !outcome.ok) {
-        // The read's own failure: recorded, when it is a refusal, in a transaction of its own.
-        await this.#services.store
-          .transaction((tx) => this.#recordRefusal(tx, read, outcome.error))
-          .catch(() => undefined)
-        read.reject(outcome.error)
-        return
+      if (isWardError(error) && refusedAsAbsent.has(error.code)) {
+        // The read was rolled back; its refusal is recorded on its own, naming nothing.
+        await this.#commit((tx) =>
+          this.#recordRefusal(tx, context, organizationId, operation, error),
+        )
       }
-      for (const each of reads) each.reject(error)
-      return
+      throw error
     }
-    reads.forEach((read, index) => {
-      const outcome = outcomes[index]
-      if (outcome?.ok === true) read.resolve(outcome.value)
-      else read.reject(outcome?.error)
-    })
   }
 
-  async #recordRefusal(tx: Transaction, read: PendingRead, error: unknown): Promise<void> {
-    if (!isWardError(error) || !refusedAsAbsent.has(error.code)) return
-    const slug = await this.slugOf(tx, read.organizationId)
-    await this.#services.audit(tx, slug, read.context, {
+  /**
+   * On SQLite, where a commit waits for the disk with the event loop blocked, reads arriving
+   * together share one commit (see `CommitGroup`); PostgreSQL runs each on its own pooled
+   * connection.
+   */
+  #commit<T>(work: (tx: Transaction) => Promise<T>): Promise<T> {
+    return this.#services.store.dialect === 'sqlite'
+      ? this.#group.run(work)
+      : this.#services.store.transaction(work)
+  }
+
+  async #recordRefusal(
+    tx: Transaction,
+    context: OperationContext,
+    organizationId: string,
+    operation: string,
+    error: WardError,
+  ): Promise<void> {
+    const slug = await this.slugOf(tx, organizationId)
+    await this.#services.audit(tx, slug, context, {
       type: auditEventTypes.query,
-      operation: read.operation,
+      operation,
       action: 'R',
       outcome: '4',
       outcomeDescription: error.code,

@@ -192,7 +192,7 @@ for (const { dialect, skip } of dialects) {
         heartRate(foreign, 5, 82),
       ]
       await ward.store.transaction(async (tx) => {
-        const stored = await insertObservations(tx, ward.keyring, rows)
+        const stored = await insertObservations(tx, ward.store.dialect, ward.keyring, rows)
         stored.forEach((result, index) => ingested.set(result.id, rows[index] as ObservationInput))
       })
       await ward.store.transaction(async (tx) => {
