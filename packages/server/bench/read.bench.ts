@@ -186,7 +186,9 @@ async function seed(): Promise<Seeded> {
     let rows: ObservationInput[] = []
     let written = 0
     const flush = async () => {
-      await ward.store.transaction((tx) => insertObservations(tx, ward.store.dialect, ward.keyring, rows))
+      await ward.store.transaction((tx) =>
+        insertObservations(tx, ward.store.dialect, ward.keyring, rows),
+      )
       written += rows.length
       rows = []
       if (written % 200_000 === 0) {
