@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { WardError } from '@ward/core'
 
 import { OperatorToken } from './access/api-token.js'
+import { People } from './access/people.js'
 import {
   EntryKeys,
   HomeCheckpointWitness,
@@ -163,6 +164,8 @@ export class Ward {
   readonly keyring: Keyring
   /** Device models, devices, patients, enrollment and readings. */
   readonly fleet: Fleet
+  /** People: accounts, roles, passwords, MFA, sessions and API tokens. */
+  readonly people: People
 
   private constructor(config: WardConfig, store: Store, keys: KeyWrappingProvider) {
     this.config = config
@@ -175,6 +178,7 @@ export class Ward {
       keyShares: LocalKeyShareStore.open(homePaths(config.home).keyShares),
     })
     this.fleet = new Fleet(this)
+    this.people = new People(this)
   }
 
   /** Records `input` in log `logName` inside `tx`, as done under `context`. */

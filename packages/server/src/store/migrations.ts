@@ -1,5 +1,6 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely'
 
+import { accessMigrations } from '../access/migrations.js'
 import { devicesMigrations } from '../devices/migrations.js'
 import { identityMigrations } from '../identity/migrations.js'
 import { keysMigrations } from '../keys/migrations.js'
@@ -97,6 +98,7 @@ function allMigrations(dialect: Dialect): Record<string, Migration> {
     ...identityMigrations(dialect),
     ...devicesMigrations(dialect),
     ...recordsMigrations(dialect),
+    ...accessMigrations(dialect),
   }
 }
 

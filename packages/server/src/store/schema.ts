@@ -1,5 +1,6 @@
 import type { Generated } from 'kysely'
 
+import type { AccessPeopleTables } from '../access/tables.js'
 import type { DevicesTables } from '../devices/tables.js'
 import type { IdentityTables } from '../identity/tables.js'
 import type { KeysTables } from '../keys/tables.js'
@@ -13,7 +14,12 @@ import type { RecordsTables } from '../records/tables.js'
  * text, byte strings are BLOB (SQLite) or BYTEA (PostgreSQL), counters are 64-bit integers
  * read back as JavaScript numbers.
  */
-export interface Database extends KeysTables, IdentityTables, DevicesTables, RecordsTables {
+export interface Database
+  extends KeysTables,
+    IdentityTables,
+    DevicesTables,
+    RecordsTables,
+    AccessPeopleTables {
   organizations: OrganizationTable
   signing_keys: SigningKeyTable
   audit_logs: AuditLogTable
