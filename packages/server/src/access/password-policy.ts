@@ -45,8 +45,10 @@ export function checkNewPassword(password: string, context: { loginName: string 
     throw refused('password is on the list of commonly used passwords', 'common')
   }
 
-  const login = context.loginName.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, '')
-  const withoutContext = removeAll(removeAll(core, login), 'ward')
+  // The whole login name, and each part of it (`dr.okafor` gives `okafor` too).
+  const loginParts = context.loginName.toLowerCase().split(/[^\p{L}\p{N}]+/u)
+  const contextWords = [loginParts.join(''), ...loginParts, 'ward']
+  const withoutContext = contextWords.reduce(removeAll, core)
   if (withoutContext.length < 8) {
     throw refused(
       'password must not be built from the login name or the word "ward"; ' +

@@ -38,7 +38,7 @@ export async function startTotpEnrollment(
     .execute()
   const credentialId = randomUUID()
   const secret = new Secret({ size: 20 })
-  const wrapped = await keys.wrap(secret.bytes, wrapContext(input.userId, credentialId))
+  const wrapped = await wrapTotpSecret(keys, input.userId, credentialId, secret.bytes)
   await tx
     .insertInto('user_totp_credentials')
     .values({
@@ -171,6 +171,19 @@ async function matchingStep(
   secret.fill(0)
   if (delta === null) return undefined
   return TOTP.counter({ period: totpParameters.period, timestamp: now.getTime() }) + delta
+}
+
+/**
+ * Wraps a TOTP secret under the master key, bound to its user and credential: a wrapped
+ * secret copied onto another user's row does not unwrap.
+ */
+export function wrapTotpSecret(
+  keys: KeyWrappingProvider,
+  userId: string,
+  credentialId: string,
+  secret: Uint8Array,
+): Promise<Uint8Array> {
+  return keys.wrap(secret, wrapContext(userId, credentialId))
 }
 
 function wrapContext(userId: string, credentialId: string): string {
