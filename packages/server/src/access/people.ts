@@ -180,12 +180,31 @@ export class People {
   }
 
   /**
-   * Creates the first platform operator, for `ward admin create`. Refuses when one exists:
-   * further operators are created by a signed-in operator, so the CLI cannot be used to
-   * slip in an account beside the audited path.
+   * Creates the first platform operator, for `ward admin create`, and returns their one-time
+   * setup token. Run again for the same login name before that person set a password, it
+   * issues a new token (the old one stops working). Refuses once an operator exists who has
+   * set up: further operators are created by a signed-in operator, so the CLI cannot be used
+   * to slip in accounts beside the signed-in, audited path.
    */
-  async createFirstPlatformOperator(context: OperationContext, loginName: string) {
-    if (await hasPlatformOperator(this.#ward.store.db)) {
+  async createFirstPlatformOperator(
+    context: OperationContext,
+    loginName: string,
+  ): Promise<{ user: User; setupToken: string; setupTokenExpiresAt: string }> {
+    const db = this.#ward.store.db
+    const existing = await findUserByLoginName(db, foldLoginName(loginName))
+    if (existing !== undefined && existing.organizationId === null) {
+      const hasPassword = await db
+        .selectFrom('user_passwords')
+        .select('user_id')
+        .where('user_id', '=', existing.id)
+        .executeTakeFirst()
+      if (hasPassword === undefined && existing.status === 'active') {
+        // The first operator never finished setting up (a lost or expired token): a new one.
+        const setup = await this.reissueSetupToken(context, existing.id)
+        return { user: existing, setupToken: setup.token, setupTokenExpiresAt: setup.expiresAt }
+      }
+    }
+    if (await hasPlatformOperator(db)) {
       throw new WardError(
         'ERR_ALREADY_INITIALIZED',
         'a platform operator exists already; further operators are created by a signed-in one',
