@@ -48,7 +48,9 @@ import {
   type SessionStage,
 } from './sessions.js'
 import {
+  checkSecondFactorThrottle,
   checkSignInThrottle,
+  recordSecondFactorThrottleFailure,
   recordSignInFailure,
   recordSignInSuccess,
 } from './sign-in-throttle.js'
@@ -728,6 +730,7 @@ export class People {
     requireStage(state, ['second-factor'])
     const now = this.#clock()
     const context = this.#callerContext(caller, state.user.id)
+    await this.#ward.store.transaction((tx) => checkSecondFactorThrottle(tx, state.user.id, now))
     try {
       await this.#ward.store.transaction(async (tx) => {
         const credentialId = await check(tx, now)
@@ -746,6 +749,7 @@ export class People {
       if (!isWardError(error, 'ERR_UNAUTHENTICATED')) throw error
       await this.#ward.store.transaction(async (tx) => {
         const ended = await recordSecondFactorFailure(tx, state.session.id, now)
+        await recordSecondFactorThrottleFailure(tx, state.user.id, now)
         await this.#audit(tx, state.user, context, {
           type: auditEventTypes.userAuthentication,
           operation: 'user.second-factor',

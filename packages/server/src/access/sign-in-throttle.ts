@@ -27,6 +27,8 @@ export const signInThrottlePolicy = {
   accountFreeFailures: 10,
   accountMaxDelayMs: 60_000,
   knownAddressMs: 90 * 86_400_000,
+  secondFactorFailures: 10,
+  secondFactorBlockMs: 15 * 60_000,
 } as const
 
 type ThrottleKind = 'pair' | 'address' | 'account'
@@ -150,6 +152,69 @@ export async function recordSignInSuccess(
         .doUpdateSet({ last_success_at: now.toISOString() }),
     )
     .execute()
+}
+
+/**
+ * Second factors are throttled per account, across sessions: whoever gives them already
+ * passed the password, so blocking the account's second factor for a while after many wrong
+ * codes hurts only somebody who holds the password, and stops them from trying every code by
+ * signing in again and again.
+ */
+export async function checkSecondFactorThrottle(
+  tx: Transaction,
+  userId: string,
+  now: Date,
+): Promise<void> {
+  const row = await tx
+    .selectFrom('sign_in_throttles')
+    .selectAll()
+    .where('kind', '=', 'second-factor')
+    .where('key_hash', '=', digest(`second-factor\n${userId}`))
+    .executeTakeFirst()
+  if (row?.blocked_until == null || Date.parse(row.blocked_until) <= now.getTime()) return
+  const retryAfterSeconds = Math.ceil((Date.parse(row.blocked_until) - now.getTime()) / 1000)
+  throw new WardError('ERR_RATE_LIMITED', 'too many wrong codes; wait before trying again', {
+    details: { retryAfterSeconds: Math.max(1, retryAfterSeconds) },
+  })
+}
+
+/** Counts a wrong second factor of `userId`; blocks the account's second factor past the limit. */
+export async function recordSecondFactorThrottleFailure(
+  tx: Transaction,
+  userId: string,
+  now: Date,
+): Promise<void> {
+  const policy = signInThrottlePolicy
+  const key = digest(`second-factor\n${userId}`)
+  const row = await tx
+    .selectFrom('sign_in_throttles')
+    .selectAll()
+    .where('kind', '=', 'second-factor')
+    .where('key_hash', '=', key)
+    .executeTakeFirst()
+  const fresh = row === undefined || now.getTime() - Date.parse(row.window_start) > policy.windowMs
+  const failures = fresh ? 1 : row.failures + 1
+  const values = {
+    failures,
+    window_start: fresh ? now.toISOString() : row.window_start,
+    blocked_until:
+      failures >= policy.secondFactorFailures
+        ? new Date(now.getTime() + policy.secondFactorBlockMs).toISOString()
+        : (row?.blocked_until ?? null),
+  }
+  if (row === undefined) {
+    await tx
+      .insertInto('sign_in_throttles')
+      .values({ kind: 'second-factor', key_hash: key, ...values })
+      .execute()
+  } else {
+    await tx
+      .updateTable('sign_in_throttles')
+      .set(values)
+      .where('kind', '=', 'second-factor')
+      .where('key_hash', '=', key)
+      .execute()
+  }
 }
 
 function blockFor(kind: ThrottleKind, failures: number): number | undefined {

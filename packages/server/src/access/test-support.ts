@@ -113,7 +113,8 @@ export class SoftwareAuthenticator {
       Buffer.concat([authData, sha256(clientData)]),
       this.#privateKey,
     )
-    if (tamper.forge === true) signature[signature.length - 1] ^= 0x01
+    if (tamper.forge === true)
+      signature.writeUInt8((signature.at(-1) as number) ^ 0x01, signature.length - 1)
     return {
       id: base64url(this.credentialId),
       rawId: base64url(this.credentialId),
