@@ -48,11 +48,20 @@ export function needsRehash(passwordHash: string): boolean {
 let dummyHash: Promise<string> | undefined
 
 /**
+ * Makes the hash {@link verifyAgainstNothing} checks against, ahead of the first sign-in, so
+ * that the first unknown login name does not pay for making it (which would make it slower
+ * than a wrong password, and so tell them apart).
+ */
+export function prepareHashOfNothing(): Promise<string> {
+  dummyHash ??= hash(randomBytes(32).toString('base64url'), argon2idParameters)
+  return dummyHash
+}
+
+/**
  * Verifies against a hash of a random password that matches nothing, so a sign-in for an
  * unknown login name costs the same time as one with a wrong password.
  */
 export async function verifyAgainstNothing(password: string): Promise<false> {
-  dummyHash ??= hash(randomBytes(32).toString('base64url'), argon2idParameters)
-  await verifyPassword(await dummyHash, password)
+  await verifyPassword(await prepareHashOfNothing(), password)
   return false
 }

@@ -129,7 +129,7 @@ for (const { dialect, skip } of dialects) {
       await person('lab.tech', ['clinician'])
       const timings = { wrong: [] as number[], unknown: [] as number[] }
       const messages = new Set<string>()
-      for (let round = 0; round < 3; round += 1) {
+      for (let round = 0; round < 5; round += 1) {
         for (const [kind, login] of [
           ['wrong', 'lab.tech'],
           ['unknown', 'nobody.here'],
@@ -144,9 +144,11 @@ for (const { dialect, skip } of dialects) {
         }
       }
       assert.equal(messages.size, 1)
-      const median = (values: number[]) => [...values].sort((a, b) => a - b)[1] as number
+      const median = (values: number[]) => [...values].sort((a, b) => a - b)[2] as number
       const ratio = median(timings.wrong) / median(timings.unknown)
-      assert.ok(ratio > 0.4 && ratio < 2.5, `wrong/unknown timing ratio ${ratio.toFixed(2)}`)
+      // Without the Argon2id work for unknown names the ratio would be above 10; the bounds are
+      // wide because the test machine is shared.
+      assert.ok(ratio > 0.3 && ratio < 3.3, `wrong/unknown timing ratio ${ratio.toFixed(2)}`)
     })
 
     test('the address guessing at an account is blocked; the owner elsewhere is not', async () => {

@@ -23,6 +23,7 @@ import {
 import {
   hashPassword,
   needsRehash,
+  prepareHashOfNothing,
   verifyAgainstNothing,
   verifyPassword,
 } from './password-hashing.js'
@@ -132,6 +133,7 @@ export class People {
       absoluteMs: auth.sessionLifetimeHours * 3_600_000,
     }
     this.party = { id: ward.config.hostName, name: 'Ward', origin: auth.origin }
+    prepareHashOfNothing().catch(() => undefined)
   }
 
   get #mfaRequired(): boolean {

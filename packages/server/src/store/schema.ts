@@ -15,11 +15,7 @@ import type { RecordsTables } from '../records/tables.js'
  * read back as JavaScript numbers.
  */
 export interface Database
-  extends KeysTables,
-    IdentityTables,
-    DevicesTables,
-    RecordsTables,
-    AccessPeopleTables {
+  extends KeysTables, IdentityTables, DevicesTables, RecordsTables, AccessPeopleTables {
   organizations: OrganizationTable
   signing_keys: SigningKeyTable
   audit_logs: AuditLogTable
