@@ -73,6 +73,13 @@ export async function serveWard(config: WardConfig, logger: Logger): Promise<Run
           await ward.signGrownCheckpoints()
         },
       },
+      {
+        name: 'access-cleanup',
+        intervalSeconds: 3600,
+        run: async () => {
+          await ward.people.purgeExpired()
+        },
+      },
     ])
     logger.info({ url, deviceUrl: devices.url, store: ward.store.dialect }, 'listening')
 

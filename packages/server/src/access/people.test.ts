@@ -423,6 +423,27 @@ for (const { dialect, skip } of dialects) {
       assert.equal(await people.resumeSession(busy.token), undefined)
     })
 
+    test('expired sessions, challenges and spent throttle counters are purged', async () => {
+      const ended = await people.signIn(caller(), 'idle.user', password)
+      const state = (await people.resumeSession(ended.token)) as SessionState
+      await people.signOut(caller(), state)
+      await rejectsWith(
+        people.signIn(caller('192.0.2.77'), 'idle.user', 'not it not it not it'),
+        'ERR_UNAUTHENTICATED',
+      )
+      const count = async (table: 'user_sessions' | 'sign_in_throttles') =>
+        (await ward.store.db.selectFrom(table).selectAll().execute()).length
+      const before = {
+        sessions: await count('user_sessions'),
+        throttles: await count('sign_in_throttles'),
+      }
+      advance(2 * 86_400_000)
+      const purged = await people.purgeExpired()
+      assert.ok(purged.sessions > 0 && purged.throttles > 0)
+      assert.equal(await count('user_sessions'), before.sessions - purged.sessions)
+      assert.equal(await people.resumeSession(ended.token), undefined)
+    })
+
     test('sign-out ends one session; sign-out everywhere ends them all', async () => {
       const one = await signedIn('idle.user')
       const two = await signedIn('idle.user')

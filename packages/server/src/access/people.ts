@@ -49,6 +49,7 @@ import {
   type SessionStage,
 } from './sessions.js'
 import {
+  signInThrottlePolicy,
   checkSecondFactorThrottle,
   checkSignInThrottle,
   recordSecondFactorThrottleFailure,
@@ -489,6 +490,42 @@ export class People {
         entity: [{ type: 'user', what: state.user.id, detail: { sessions: ended } }],
       })
       return ended
+    })
+  }
+
+  /**
+   * Deletes what sign-in no longer needs: sessions and setup tokens a day past their end,
+   * answered-or-expired WebAuthn challenges, and throttle counters whose window and block are
+   * over. The audit log keeps the record of each; the scheduled `access-cleanup` job runs this.
+   */
+  async purgeExpired(): Promise<{ sessions: number; throttles: number }> {
+    const now = this.#clock()
+    const dayAgo = new Date(now.getTime() - 86_400_000).toISOString()
+    const windowAgo = new Date(now.getTime() - signInThrottlePolicy.windowMs).toISOString()
+    return this.#ward.store.transaction(async (tx) => {
+      const sessions = await tx
+        .deleteFrom('user_sessions')
+        .where((eb) => eb.or([eb('ended_at', '<', dayAgo), eb('expires_at', '<', dayAgo)]))
+        .executeTakeFirst()
+      await tx
+        .deleteFrom('user_webauthn_challenges')
+        .where('expires_at', '<', now.toISOString())
+        .execute()
+      await tx
+        .deleteFrom('user_setup_tokens')
+        .where((eb) => eb.or([eb('used_at', '<', dayAgo), eb('expires_at', '<', dayAgo)]))
+        .execute()
+      const throttles = await tx
+        .deleteFrom('sign_in_throttles')
+        .where('window_start', '<', windowAgo)
+        .where((eb) =>
+          eb.or([eb('blocked_until', 'is', null), eb('blocked_until', '<', now.toISOString())]),
+        )
+        .executeTakeFirst()
+      return {
+        sessions: Number(sessions.numDeletedRows),
+        throttles: Number(throttles.numDeletedRows),
+      }
     })
   }
 
