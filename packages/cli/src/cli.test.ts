@@ -222,6 +222,36 @@ for (const { dialect, skip } of dialects) {
       assert.match(notCertificate.stderr, /ERR_CERTIFICATE_INVALID/)
     })
 
+    test('admin create makes the first platform operator with a one-time setup token', async () => {
+      const first = ok('admin', 'create', '--login', 'First.Operator')
+      assert.match(first, /platform operator first\.operator \([0-9a-f-]{36}\)/)
+      const token = /\b(ward_setup_[A-Za-z0-9_-]{43})\b/.exec(first)?.[1]
+      assert.ok(token !== undefined, first)
+      assert.match(first, /\/auth\/setup/)
+
+      // Lost before use: running it again gives a new token and the old one stops working.
+      const again = /\b(ward_setup_[A-Za-z0-9_-]{43})\b/.exec(
+        ok('admin', 'create', '--login', 'first.operator'),
+      )?.[1]
+      assert.ok(again !== undefined && again !== token)
+      const opened = await Ward.open(loadConfig({ env }))
+      try {
+        const caller = { address: '127.0.0.1', requestId: 'cli-test' }
+        const password = 'violet harbour lantern quietly'
+        await assert.rejects(opened.people.completeSetup(caller, token, password))
+        await opened.people.completeSetup(caller, again, password)
+        const signIn = await opened.people.signIn(caller, 'first.operator', password)
+        assert.equal(signIn.stage, 'mfa-enrollment')
+      } finally {
+        await opened.close()
+      }
+
+      const refused = ward('admin', 'create', '--login', 'second.operator')
+      assert.equal(refused.status, 1)
+      assert.match(refused.stderr, /ERR_ALREADY_INITIALIZED/)
+      assert.equal(ward('admin', 'create').status, 2)
+    })
+
     test('audit key prints a verifier key named by the log origin', () => {
       const key = ok('audit', 'key', '--log', 'acme').trim()
       assert.match(key, /^ward\.test\/acme\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/)

@@ -35,6 +35,9 @@ usage:
                                                 signed now, or as stored (forensic copy)
   ward audit verify <dir> --key <vkey> [--previous <checkpoint file>]
                                                 check an exported log offline
+  ward admin create --login <name>              create the first platform operator; prints a
+                                                one-time setup token (shown once) for choosing
+                                                the password, then MFA enrollment at sign-in
   ward config reference                         print every setting as a Markdown table
 ${fleetUsage}
 ${updateUsage}
@@ -109,6 +112,9 @@ async function main(argv: string[]): Promise<number> {
       for (const line of lines) console.log(line)
       return 0
     }
+    case 'admin':
+      if (subcommand === 'create') return adminCreate(argv.slice(2))
+      break
     case 'config':
       if (subcommand === 'reference') {
         process.stdout.write(`${settingsReference()}\n`)
@@ -209,6 +215,33 @@ async function orgList(args: string[]): Promise<number> {
       `${organization.slug}\t${organization.name}\t${organization.id}\t${organization.createdAt}`,
     )
   }
+  return 0
+}
+
+/**
+ * Creates the first platform operator and prints a one-time setup token rather than asking for
+ * a password: the password then never passes through this shell, its history or the server's
+ * terminal, the person who will hold the account chooses it themselves over TLS, and a token
+ * seen later by someone else is useless once spent or past its validity.
+ */
+async function adminCreate(args: string[]): Promise<number> {
+  const { values } = parse(args, ['login'])
+  const login = required(values.login as string | undefined, '--login <name>')
+  const settings = config()
+  const created = await withWard((ward) =>
+    ward.people.createFirstPlatformOperator(operatorContext(), login),
+  )
+  const url = `https://${settings.http.host}:${settings.http.port}`
+  console.log(`platform operator ${created.user.loginName} (${created.user.id})`)
+  console.log(`one-time setup token, valid until ${created.setupTokenExpiresAt}; shown only now:`)
+  console.log(`  ${created.setupToken}`)
+  console.log('choose the password with it (read from the terminal, not the command line):')
+  console.log(
+    `  read -rs WARD_PASSWORD && jq -n --arg t '${created.setupToken}' --arg p "$WARD_PASSWORD" ` +
+      `'{setupToken: $t, password: $p}' | curl --cacert ${settings.http.certFile} ` +
+      `-H 'content-type: application/json' --data-binary @- ${url}/auth/setup`,
+  )
+  console.log('then sign in at /auth/sign-in and enroll MFA (TOTP or a security key) first.')
   return 0
 }
 

@@ -40,6 +40,9 @@ export async function serveWard(
 ): Promise<RunningWard> {
   logger.info({ config: configSummary(config) }, 'starting')
   checkProductionReadiness(config)
+  if (config.auth.mfa === 'off') {
+    logger.warn({ setting: 'auth.mfa' }, 'MFA is off for privileged roles; never do this with ePHI')
+  }
   const ward = await Ward.open(config)
   try {
     await ward.signGrownCheckpoints()
@@ -77,6 +80,13 @@ export async function serveWard(
       },
       updateTimestampsJob(ward),
       rolloutJob(ward.rollouts, config.rollouts.checkIntervalSeconds),
+      {
+        name: 'access-cleanup',
+        intervalSeconds: 3600,
+        run: async () => {
+          await ward.people.purgeExpired()
+        },
+      },
     ])
     logger.info({ url, deviceUrl: devices.url, store: ward.store.dialect }, 'listening')
 
@@ -104,10 +114,18 @@ export async function serveWard(
 /**
  * In production Ward refuses settings that are fine for a pilot on one laptop but wrong for
  * ePHI: the self-signed certificate `ward init` makes (clients cannot tell it from an
- * impostor's) and a host name that names no machine (it becomes every log's origin).
+ * impostor's), a host name that names no machine (it becomes every log's origin), and MFA
+ * switched off for privileged roles.
  */
 export function checkProductionReadiness(config: WardConfig): void {
   if (config.environment !== 'production') return
+  if (config.auth.mfa !== 'required') {
+    throw new WardError(
+      'ERR_CONFIG_INVALID',
+      'production requires MFA for every privileged role: remove WARD_AUTH_MFA or set it to required',
+      { details: { setting: 'auth.mfa' } },
+    )
+  }
   if (config.http.certFile === join(config.home, 'tls', 'server.crt')) {
     throw new WardError(
       'ERR_CONFIG_INVALID',

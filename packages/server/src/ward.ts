@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { WardError } from '@ward/core'
 
 import { OperatorToken } from './access/api-token.js'
+import { People } from './access/people.js'
 import {
   EntryKeys,
   HomeCheckpointWitness,
@@ -174,6 +175,8 @@ export class Ward {
   readonly readings: PatientReadingsReader
   /** The FHIR R4 read and search subset, each read audited in the same transaction. */
   readonly fhir: FhirReads
+  /** People: accounts, roles, passwords, MFA, sessions and API tokens. */
+  readonly people: People
 
   private constructor(config: WardConfig, store: Store, keys: KeyWrappingProvider) {
     this.config = config
@@ -190,6 +193,7 @@ export class Ward {
     this.rollouts = new Rollouts(this)
     this.readings = new PatientReadingsReader(this)
     this.fhir = new FhirReads(this)
+    this.people = new People(this)
   }
 
   /** Records `input` in log `logName` inside `tx`, as done under `context`. */

@@ -194,6 +194,54 @@ export const settings: readonly Setting[] = [
     defaultValue: () => 240,
   },
   {
+    name: 'auth.mfa',
+    env: 'WARD_AUTH_MFA',
+    description:
+      'required: privileged roles must pass MFA; off waives that in development (production refuses to start)',
+    rule: { kind: 'enum', values: ['required', 'off'] },
+    defaultValue: () => 'required',
+  },
+  {
+    name: 'auth.sessionIdleMinutes',
+    env: 'WARD_AUTH_SESSION_IDLE_MINUTES',
+    description: 'a session unused this long ends (automatic logoff)',
+    rule: { kind: 'integer', min: 1, max: 240 },
+    defaultValue: () => 15,
+  },
+  {
+    name: 'auth.sessionLifetimeHours',
+    env: 'WARD_AUTH_SESSION_LIFETIME_HOURS',
+    description: 'a session ends this long after sign-in, however active',
+    rule: { kind: 'integer', min: 1, max: 168 },
+    defaultValue: () => 12,
+  },
+  {
+    name: 'auth.apiTokenMaxDays',
+    env: 'WARD_AUTH_API_TOKEN_MAX_DAYS',
+    description: 'longest validity an API token may be issued with',
+    rule: { kind: 'integer', min: 1, max: 366 },
+    defaultValue: () => 90,
+  },
+  {
+    name: 'auth.setupTokenTtlHours',
+    env: 'WARD_AUTH_SETUP_TOKEN_TTL_HOURS',
+    description: "how long a new person's one-time setup token stays valid",
+    rule: { kind: 'integer', min: 1, max: 168 },
+    defaultValue: () => 24,
+  },
+  {
+    name: 'auth.origin',
+    env: 'WARD_AUTH_ORIGIN',
+    description: 'origin people sign in at; WebAuthn keys are bound to it and to WARD_HOST_NAME',
+    rule: {
+      kind: 'string',
+      pattern: /^https:\/\/[a-z0-9.-]+(:\d{1,5})?$/,
+      allowed: 'https://<host>[:port]',
+    },
+    defaultValue: (partial) => `https://${String(partial['hostName'])}`,
+    defaultText: '`https://<hostName>`',
+  },
+  {
     name: 'log.level',
     env: 'WARD_LOG_LEVEL',
     description: 'application log level (JSON lines on standard output)',
@@ -268,6 +316,14 @@ export interface WardConfig {
   readonly access: {
     readonly breakGlassDefaultMinutes: number
     readonly breakGlassMaxMinutes: number
+  }
+  readonly auth: {
+    readonly mfa: 'required' | 'off'
+    readonly sessionIdleMinutes: number
+    readonly sessionLifetimeHours: number
+    readonly apiTokenMaxDays: number
+    readonly setupTokenTtlHours: number
+    readonly origin: string
   }
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent' }
   readonly audit: { readonly checkpointIntervalSeconds: number }
@@ -485,6 +541,14 @@ function toConfig(values: Record<string, unknown>): WardConfig {
       breakGlassDefaultMinutes: get('access.breakGlassDefaultMinutes'),
       breakGlassMaxMinutes: get('access.breakGlassMaxMinutes'),
     },
+    auth: {
+      mfa: get('auth.mfa'),
+      sessionIdleMinutes: get('auth.sessionIdleMinutes'),
+      sessionLifetimeHours: get('auth.sessionLifetimeHours'),
+      apiTokenMaxDays: get('auth.apiTokenMaxDays'),
+      setupTokenTtlHours: get('auth.setupTokenTtlHours'),
+      origin: get('auth.origin'),
+    },
     log: { level: get('log.level') },
     audit: { checkpointIntervalSeconds: get('audit.checkpointIntervalSeconds') },
     updates: {
@@ -510,6 +574,9 @@ export function configSummary(config: WardConfig): Record<string, string | numbe
     tlsMinVersion: config.http.tlsMinVersion,
     deviceAddress: `${config.device.host}:${config.device.port}`,
     deviceTlsMinVersion: config.device.tlsMinVersion,
+    mfa: config.auth.mfa,
+    sessionIdleMinutes: config.auth.sessionIdleMinutes,
+    sessionLifetimeHours: config.auth.sessionLifetimeHours,
     logLevel: config.log.level,
     checkpointIntervalSeconds: config.audit.checkpointIntervalSeconds,
   }

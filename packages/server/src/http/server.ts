@@ -15,6 +15,7 @@ import { AddressRateLimit } from './rate-limit.js'
 import { requestIdOf } from './request-id.js'
 import { apiRoutes } from './routes/api.js'
 import { auditRoutes } from './routes/audit.js'
+import { authRoutes } from './routes/auth.js'
 import { enrollmentRoutes } from './routes/enrollment.js'
 import { tls12CipherSuites, tls13CipherSuites } from './tls.js'
 
@@ -137,6 +138,9 @@ export async function buildServer(ward: Ward, logger: Logger, options: ServerOpt
 
   // Authenticated by the enrollment token or factory signature in the body, not the operator.
   await app.register(async (scope) => enrollmentRoutes(scope, ward))
+
+  // People's sign-in, MFA, sessions and API tokens; each route checks its own credential.
+  await app.register(async (scope) => authRoutes(scope, ward))
 
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request) => {

@@ -1,6 +1,7 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely'
 
 import { accessMigrations } from '../access/migrations.js'
+import { accessPeopleMigrations } from '../access/people-migrations.js'
 import { devicesMigrations } from '../devices/migrations.js'
 import { identityMigrations } from '../identity/migrations.js'
 import { keysMigrations } from '../keys/migrations.js'
@@ -114,6 +115,7 @@ function allMigrations(dialect: Dialect): Record<string, Migration> {
     ...recordsMigrations(dialect),
     ...updatesMigrations(dialect),
     ...accessMigrations(dialect),
+    ...accessPeopleMigrations(dialect),
     ...rolloutMigrations(dialect),
   }
 }

@@ -1,6 +1,7 @@
 import type { Generated } from 'kysely'
 
 import type { AccessTables } from '../access/tables.js'
+import type { AccessPeopleTables } from '../access/people-tables.js'
 import type { DevicesTables } from '../devices/tables.js'
 import type { IdentityTables } from '../identity/tables.js'
 import type { KeysTables } from '../keys/tables.js'
@@ -24,6 +25,7 @@ export interface Database
     RecordsTables,
     UpdatesTables,
     AccessTables,
+    AccessPeopleTables,
     RolloutTables {
   organizations: OrganizationTable
   signing_keys: SigningKeyTable

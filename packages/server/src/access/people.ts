@@ -1,0 +1,910 @@
+import { WardError, isWardError } from '@ward/core'
+
+import { auditEventTypes, platformLogName, type AuditEventInput } from '../audit/index.js'
+import type { OperationContext } from '../context.js'
+import { findPatientByPseudonym } from '../records/index.js'
+import type { Transaction } from '../store/index.js'
+import { findOrganizationById } from '../tenancy/index.js'
+import type { Ward } from '../ward.js'
+import {
+  createSetupToken,
+  createUser,
+  disableUser,
+  findUser,
+  findUserByLoginName,
+  foldLoginName,
+  grantRole,
+  hasPlatformOperator,
+  listGrants,
+  redeemSetupToken,
+  revokeRole,
+  type User,
+} from './accounts.js'
+import {
+  hashPassword,
+  needsRehash,
+  prepareHashOfNothing,
+  verifyAgainstNothing,
+  verifyPassword,
+} from './password-hashing.js'
+import { checkNewPassword, maximumPasswordLength } from './password-policy.js'
+import { privilegedRoles, type Principal, type Role, type RoleGrant } from './principal.js'
+import { redeemRecoveryCode, replaceRecoveryCodes } from './recovery-codes.js'
+import {
+  issueApiToken,
+  listApiTokens,
+  resolveApiToken,
+  revokeApiToken,
+  type ApiTokenRecord,
+} from './scoped-api-tokens.js'
+import {
+  advanceSession,
+  endAllSessions,
+  endSession,
+  recordSecondFactorFailure,
+  resumeSession,
+  startSession,
+  type Session,
+  type SessionLimits,
+  type SessionStage,
+} from './sessions.js'
+import {
+  signInThrottlePolicy,
+  checkSecondFactorThrottle,
+  checkSignInThrottle,
+  recordSecondFactorThrottleFailure,
+  recordSignInFailure,
+  recordSignInSuccess,
+} from './sign-in-throttle.js'
+import {
+  confirmTotp,
+  hasTotp,
+  startTotpEnrollment,
+  verifyTotp,
+  type TotpEnrollment,
+} from './totp.js'
+import {
+  finishWebauthnAuthentication,
+  finishWebauthnRegistration,
+  hasWebauthn,
+  startWebauthnAuthentication,
+  startWebauthnRegistration,
+  takeWebauthnChallenge,
+  webauthnRefused,
+  type ChallengePurpose,
+  type RelyingParty,
+} from './webauthn.js'
+
+/** Where time comes from; tests pass one they can move. */
+export type Clock = () => Date
+
+/** A request's view of who is calling, before anything is known about them. */
+export interface Caller {
+  readonly address: string
+  readonly requestId: string
+}
+
+/** The answer to a password sign-in: a session, at the stage the person must go on from. */
+export interface SignInResult {
+  readonly token: string
+  readonly csrfToken: string
+  readonly stage: SessionStage
+  readonly expiresAt: string
+  /** When `stage` is `second-factor`: which factors the person can give. */
+  readonly secondFactors: readonly ('totp' | 'webauthn' | 'recovery-code')[]
+}
+
+/** A signed-in person on one request: their session and what it may do now. */
+export interface SessionState {
+  readonly session: Session
+  readonly user: User
+  readonly grants: readonly RoleGrant[]
+  /** The stage that applies now: a privileged person who lost MFA is back to enrollment. */
+  readonly stage: SessionStage
+  readonly mfaVerified: boolean
+}
+
+/** What completing a first MFA enrollment hands back: recovery codes, shown once. */
+export interface MfaEnrolled {
+  readonly recoveryCodes?: readonly string[]
+}
+
+const signInFailed = () =>
+  new WardError('ERR_UNAUTHENTICATED', 'the login name or password is wrong')
+
+/**
+ * Who a person is and how they prove it: accounts and role grants, passwords, sign-in
+ * throttling, TOTP, WebAuthn and recovery codes, sessions and API tokens. Every sign-in
+ * success and failure, MFA change, role change and token issue or revoke is audited — in the
+ * platform log for platform operators and unknown login names, in the organization's log
+ * otherwise — with user ids only, never a password, token, secret or typed login name.
+ */
+export class People {
+  readonly #ward: Ward
+  readonly #clock: Clock
+  readonly limits: SessionLimits
+  readonly party: RelyingParty
+
+  constructor(ward: Ward, options: { clock?: Clock } = {}) {
+    this.#ward = ward
+    this.#clock = options.clock ?? (() => new Date())
+    const auth = ward.config.auth
+    this.limits = {
+      idleMs: auth.sessionIdleMinutes * 60_000,
+      absoluteMs: auth.sessionLifetimeHours * 3_600_000,
+    }
+    this.party = { id: ward.config.hostName, name: 'Ward', origin: auth.origin }
+    prepareHashOfNothing().catch(() => undefined)
+  }
+
+  get #mfaRequired(): boolean {
+    return this.#ward.config.auth.mfa === 'required'
+  }
+
+  get #setupTtlMs(): number {
+    return this.#ward.config.auth.setupTokenTtlHours * 3_600_000
+  }
+
+  // ---- accounts, called by the CLI and org-admin endpoints ----
+
+  /**
+   * Creates a person with `roles` in `organizationId` (null: a platform operator) and returns
+   * the one-time setup token with which they choose a password. Audited as `user.create`.
+   */
+  async createUser(
+    context: OperationContext,
+    input: {
+      readonly organizationId: string | null
+      readonly loginName: string
+      readonly roles: readonly Role[]
+      readonly patientPseudonym?: string
+    },
+  ): Promise<{ user: User; setupToken: string; setupTokenExpiresAt: string }> {
+    return this.#ward.store.transaction(async (tx) => {
+      if (input.patientPseudonym !== undefined && input.organizationId !== null) {
+        // Throws ERR_PATIENT_NOT_FOUND unless the pseudonym is this organization's patient.
+        await findPatientByPseudonym(tx, input.organizationId, input.patientPseudonym)
+      }
+      const now = this.#clock()
+      const created = await createUser(tx, input, now, this.#setupTtlMs)
+      await this.#audit(tx, created.user, context, {
+        type: auditEventTypes.applicationActivity,
+        operation: 'user.create',
+        action: 'C',
+        entity: [
+          {
+            type: 'user',
+            what: created.user.id,
+            detail: { roles: [...new Set(input.roles)].join(' ') },
+            ...(input.patientPseudonym === undefined ? {} : { patient: input.patientPseudonym }),
+          },
+        ],
+      })
+      return created
+    })
+  }
+
+  /**
+   * Creates the first platform operator, for `ward admin create`, and returns their one-time
+   * setup token. Run again for the same login name before that person set a password, it
+   * issues a new token (the old one stops working). Refuses once an operator exists who has
+   * set up: further operators are created by a signed-in operator, so the CLI cannot be used
+   * to slip in accounts beside the signed-in, audited path.
+   */
+  async createFirstPlatformOperator(
+    context: OperationContext,
+    loginName: string,
+  ): Promise<{ user: User; setupToken: string; setupTokenExpiresAt: string }> {
+    const db = this.#ward.store.db
+    const existing = await findUserByLoginName(db, foldLoginName(loginName))
+    if (existing !== undefined && existing.organizationId === null) {
+      const hasPassword = await db
+        .selectFrom('user_passwords')
+        .select('user_id')
+        .where('user_id', '=', existing.id)
+        .executeTakeFirst()
+      if (hasPassword === undefined && existing.status === 'active') {
+        // The first operator never finished setting up (a lost or expired token): a new one.
+        const setup = await this.reissueSetupToken(context, existing.id)
+        return { user: existing, setupToken: setup.token, setupTokenExpiresAt: setup.expiresAt }
+      }
+    }
+    if (await hasPlatformOperator(db)) {
+      throw new WardError(
+        'ERR_ALREADY_INITIALIZED',
+        'a platform operator exists already; further operators are created by a signed-in one',
+      )
+    }
+    return this.createUser(context, {
+      organizationId: null,
+      loginName,
+      roles: ['platform-operator'],
+    })
+  }
+
+  /** A fresh setup token for `userId` (a forgotten password, a lost link). Audited. */
+  async reissueSetupToken(context: OperationContext, userId: string) {
+    return this.#ward.store.transaction(async (tx) => {
+      const user = await findUser(tx, userId)
+      const setup = await createSetupToken(tx, user.id, this.#clock(), this.#setupTtlMs)
+      await this.#audit(tx, user, context, userEvent('user.setup-token.issue', 'U', user.id))
+      return setup
+    })
+  }
+
+  /** Grants `role` to `userId` in the user's organization. Audited as `user.role.grant`. */
+  async grantRole(context: OperationContext, userId: string, role: Role): Promise<void> {
+    await this.#ward.store.transaction(async (tx) => {
+      const user = await findUser(tx, userId)
+      if (await grantRole(tx, user, role, this.#clock())) {
+        await this.#audit(tx, user, context, userEvent('user.role.grant', 'U', user.id, { role }))
+      }
+    })
+  }
+
+  /** Revokes `role` from `userId`. Audited as `user.role.revoke`. */
+  async revokeRole(context: OperationContext, userId: string, role: Role): Promise<void> {
+    await this.#ward.store.transaction(async (tx) => {
+      const user = await findUser(tx, userId)
+      if (await revokeRole(tx, user, role)) {
+        await this.#audit(tx, user, context, userEvent('user.role.revoke', 'U', user.id, { role }))
+      }
+    })
+  }
+
+  /** Disables `userId`, ending their sessions and API tokens. Audited as `user.disable`. */
+  async disableUser(context: OperationContext, userId: string): Promise<void> {
+    await this.#ward.store.transaction(async (tx) => {
+      const user = await findUser(tx, userId)
+      await disableUser(tx, user, this.#clock())
+      await this.#audit(tx, user, context, userEvent('user.disable', 'U', user.id))
+    })
+  }
+
+  /** The user with id `userId`, and their grants. */
+  async findUser(userId: string): Promise<{ user: User; grants: RoleGrant[] }> {
+    const db = this.#ward.store.db
+    const user = await findUser(db, userId)
+    return { user, grants: await listGrants(db, userId) }
+  }
+
+  // ---- passwords and sign-in ----
+
+  /**
+   * Sets the password of the person a one-time setup token belongs to, spending the token.
+   * The password is checked against Ward's rules first, so a refused one leaves the token
+   * usable. Ends any session the person had. Audited as `user.password.set`.
+   */
+  async completeSetup(caller: Caller, setupToken: string, password: string): Promise<void> {
+    const now = this.#clock()
+    const preview = await this.#ward.store.transaction(async (tx) => {
+      const user = await redeemSetupToken(tx, setupToken, now)
+      // Roll back the redemption if the password is refused: the token stays usable.
+      checkNewPassword(password, { loginName: user.loginName })
+      return user
+    })
+    const passwordHash = await hashPassword(password)
+    await this.#ward.store.transaction(async (tx) => {
+      await tx
+        .insertInto('user_passwords')
+        .values({ user_id: preview.id, password_hash: passwordHash, updated_at: now.toISOString() })
+        .onConflict((conflict) =>
+          conflict
+            .column('user_id')
+            .doUpdateSet({ password_hash: passwordHash, updated_at: now.toISOString() }),
+        )
+        .execute()
+      await endAllSessions(tx, preview.id, now)
+      await this.#audit(
+        tx,
+        preview,
+        this.#callerContext(caller, preview.id),
+        userEvent('user.password.set', 'U', preview.id),
+      )
+    })
+  }
+
+  /**
+   * Checks a login name and password and starts a session at the stage the person must go on
+   * from. Every refusal — unknown name, wrong password, disabled account, no password yet —
+   * is the same `ERR_UNAUTHENTICATED` after the same Argon2id work; throttled attempts get
+   * `ERR_RATE_LIMITED` alike for names that exist and names that do not.
+   */
+  async signIn(caller: Caller, loginText: unknown, password: unknown): Promise<SignInResult> {
+    if (
+      typeof password !== 'string' ||
+      password.length === 0 ||
+      password.length > 4 * maximumPasswordLength
+    ) {
+      throw new WardError('ERR_INPUT_INVALID', 'password must be a non-empty string', {
+        details: { field: 'password' },
+      })
+    }
+    let loginName: string | undefined
+    try {
+      loginName = foldLoginName(loginText)
+    } catch {
+      // A name that cannot exist is treated as an unknown one, not as a form error.
+      loginName = undefined
+    }
+    const db = this.#ward.store.db
+    const now = this.#clock()
+    const attempt = {
+      loginName: loginName ?? `invalid:${String(loginText).slice(0, 100)}`,
+      address: caller.address,
+    }
+    const user = loginName === undefined ? undefined : await findUserByLoginName(db, loginName)
+
+    try {
+      await this.#ward.store.transaction((tx) => checkSignInThrottle(tx, attempt, user?.id, now))
+    } catch (error) {
+      if (isWardError(error, 'ERR_RATE_LIMITED')) {
+        await this.#auditSignInFailure(caller, user, 'sign-in throttled')
+      }
+      throw error
+    }
+
+    const stored =
+      user === undefined
+        ? undefined
+        : await db
+            .selectFrom('user_passwords')
+            .select('password_hash')
+            .where('user_id', '=', user.id)
+            .executeTakeFirst()
+    const matches =
+      stored === undefined
+        ? await verifyAgainstNothing(password)
+        : await verifyPassword(stored.password_hash, password)
+
+    if (user === undefined || !matches || user.status !== 'active') {
+      await this.#ward.store.transaction((tx) => recordSignInFailure(tx, attempt, now))
+      await this.#auditSignInFailure(
+        caller,
+        user,
+        user !== undefined && matches ? 'account disabled' : 'wrong login name or password',
+      )
+      throw signInFailed()
+    }
+
+    const rehash = stored !== undefined && needsRehash(stored.password_hash)
+    const newHash = rehash ? await hashPassword(password) : undefined
+    return this.#ward.store.transaction(async (tx) => {
+      await recordSignInSuccess(tx, attempt, user.id, now)
+      if (newHash !== undefined) {
+        await tx
+          .updateTable('user_passwords')
+          .set({ password_hash: newHash, updated_at: now.toISOString() })
+          .where('user_id', '=', user.id)
+          .execute()
+      }
+      const grants = await listGrants(tx, user.id)
+      const factors = await this.#factorsOf(tx, user.id)
+      const stage: SessionStage =
+        factors.length > 0
+          ? 'second-factor'
+          : this.#mfaRequired && isPrivileged(grants)
+            ? 'mfa-enrollment'
+            : 'complete'
+      const issued = await startSession(
+        tx,
+        { userId: user.id, stage, mfaVerified: false },
+        this.limits,
+        now,
+      )
+      await this.#audit(tx, user, this.#callerContext(caller, user.id), {
+        type: auditEventTypes.userAuthentication,
+        operation: 'user.sign-in',
+        action: 'E',
+        entity: [
+          { type: 'user', what: user.id, detail: { stage, factor: 'password' } },
+          { type: 'session', what: issued.session.id },
+        ],
+      })
+      return {
+        token: issued.token,
+        csrfToken: issued.csrfToken,
+        stage,
+        expiresAt: issued.session.expiresAt,
+        secondFactors: stage === 'second-factor' ? [...factors, 'recovery-code' as const] : [],
+      }
+    })
+  }
+
+  /**
+   * The session `token` opens, touched now, with the stage that applies to it; undefined
+   * for a token that opens nothing (unknown, ended, idle too long, too old, user disabled).
+   * `csrf` is checked when required: see `resumeSession`.
+   */
+  async resumeSession(
+    token: string,
+    csrf?: { readonly required: boolean; readonly token: string | undefined },
+  ): Promise<SessionState | undefined> {
+    return this.#ward.store.transaction(async (tx) => {
+      const session = await resumeSession(tx, token, this.limits, this.#clock(), csrf)
+      if (session === undefined) return undefined
+      const user = await findUser(tx, session.userId)
+      if (user.status !== 'active') return undefined
+      const grants = await listGrants(tx, user.id)
+      let stage = session.stage
+      if (
+        stage === 'complete' &&
+        this.#mfaRequired &&
+        isPrivileged(grants) &&
+        !session.mfaVerified
+      ) {
+        // Granted a privileged role after signing in without MFA: enrollment first.
+        stage = 'mfa-enrollment'
+      }
+      return { session, user, grants, stage, mfaVerified: session.mfaVerified }
+    })
+  }
+
+  /** The principal a live API token acts as, narrowed to the token's scopes. */
+  async resolveApiToken(token: string): Promise<Principal | undefined> {
+    return this.#ward.store.transaction(async (tx) => {
+      const record = await resolveApiToken(tx, token, this.#clock())
+      if (record === undefined) return undefined
+      const user = await findUser(tx, record.userId)
+      if (user.status !== 'active') return undefined
+      return principalOf(user, await listGrants(tx, user.id), {
+        method: 'api-token',
+        mfaVerified: false,
+        credentialId: record.id,
+        scopes: record.scopes,
+      })
+    })
+  }
+
+  /** The principal of a session state that may act; undefined while a stage is pending. */
+  principalOf(state: SessionState): Principal | undefined {
+    if (state.stage !== 'complete') return undefined
+    return principalOf(state.user, state.grants, {
+      method: 'session',
+      mfaVerified: state.mfaVerified,
+      credentialId: state.session.id,
+    })
+  }
+
+  /** Ends the session. Audited as `user.sign-out`. */
+  async signOut(caller: Caller, state: SessionState): Promise<void> {
+    await this.#ward.store.transaction(async (tx) => {
+      await endSession(tx, state.session.id, this.#clock())
+      await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+        type: auditEventTypes.userAuthentication,
+        operation: 'user.sign-out',
+        action: 'E',
+        entity: [{ type: 'session', what: state.session.id }],
+      })
+    })
+  }
+
+  /** Ends every session of the person. Audited as `user.sign-out-everywhere`. */
+  async signOutEverywhere(caller: Caller, state: SessionState): Promise<number> {
+    return this.#ward.store.transaction(async (tx) => {
+      const ended = await endAllSessions(tx, state.user.id, this.#clock())
+      await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+        type: auditEventTypes.userAuthentication,
+        operation: 'user.sign-out-everywhere',
+        action: 'E',
+        entity: [{ type: 'user', what: state.user.id, detail: { sessions: ended } }],
+      })
+      return ended
+    })
+  }
+
+  /**
+   * Deletes what sign-in no longer needs: sessions and setup tokens a day past their end,
+   * answered-or-expired WebAuthn challenges, and throttle counters whose window and block are
+   * over. The audit log keeps the record of each; the scheduled `access-cleanup` job runs this.
+   */
+  async purgeExpired(): Promise<{ sessions: number; throttles: number }> {
+    const now = this.#clock()
+    const dayAgo = new Date(now.getTime() - 86_400_000).toISOString()
+    const windowAgo = new Date(now.getTime() - signInThrottlePolicy.windowMs).toISOString()
+    return this.#ward.store.transaction(async (tx) => {
+      const sessions = await tx
+        .deleteFrom('user_sessions')
+        .where((eb) => eb.or([eb('ended_at', '<', dayAgo), eb('expires_at', '<', dayAgo)]))
+        .executeTakeFirst()
+      await tx
+        .deleteFrom('user_webauthn_challenges')
+        .where('expires_at', '<', now.toISOString())
+        .execute()
+      await tx
+        .deleteFrom('user_setup_tokens')
+        .where((eb) => eb.or([eb('used_at', '<', dayAgo), eb('expires_at', '<', dayAgo)]))
+        .execute()
+      const throttles = await tx
+        .deleteFrom('sign_in_throttles')
+        .where('window_start', '<', windowAgo)
+        .where((eb) =>
+          eb.or([eb('blocked_until', 'is', null), eb('blocked_until', '<', now.toISOString())]),
+        )
+        .executeTakeFirst()
+      return {
+        sessions: Number(sessions.numDeletedRows),
+        throttles: Number(throttles.numDeletedRows),
+      }
+    })
+  }
+
+  // ---- second factors ----
+
+  /** Starts TOTP enrollment (complete or enrollment-stage sessions). Audited. */
+  async startTotpEnrollment(caller: Caller, state: SessionState): Promise<TotpEnrollment> {
+    requireStage(state, ['complete', 'mfa-enrollment'])
+    return this.#ward.store.transaction(async (tx) => {
+      const enrollment = await startTotpEnrollment(
+        tx,
+        this.#ward.keys,
+        { userId: state.user.id, loginName: state.user.loginName, issuer: `Ward ${this.party.id}` },
+        this.#clock(),
+      )
+      await this.#audit(
+        tx,
+        state.user,
+        this.#callerContext(caller, state.user.id),
+        userEvent('user.mfa.totp.start', 'C', state.user.id, {
+          credential: enrollment.credentialId,
+        }),
+      )
+      return enrollment
+    })
+  }
+
+  /** Confirms TOTP enrollment with a first code; completes an enrollment-stage session. */
+  async confirmTotp(caller: Caller, state: SessionState, code: string): Promise<MfaEnrolled> {
+    requireStage(state, ['complete', 'mfa-enrollment'])
+    return this.#enrolled(caller, state, 'totp', (tx, now) =>
+      confirmTotp(tx, this.#ward.keys, state.user.id, code, now),
+    )
+  }
+
+  /** Registration options for a new security key or passkey. */
+  async startWebauthnRegistration(state: SessionState) {
+    requireStage(state, ['complete', 'mfa-enrollment'])
+    return this.#ward.store.transaction((tx) =>
+      startWebauthnRegistration(tx, this.party, state.user, state.session.id, this.#clock()),
+    )
+  }
+
+  /** Verifies and stores a new key; completes an enrollment-stage session. Audited. */
+  async finishWebauthnRegistration(
+    caller: Caller,
+    state: SessionState,
+    response: unknown,
+  ): Promise<MfaEnrolled> {
+    requireStage(state, ['complete', 'mfa-enrollment'])
+    const challenge = await this.#takeChallenge(state, 'registration')
+    return this.#enrolled(caller, state, 'webauthn', (tx, now) =>
+      finishWebauthnRegistration(tx, this.party, state.user.id, challenge, response, now),
+    )
+  }
+
+  /** Replaces the recovery codes of a fully signed-in person. Audited. */
+  async replaceRecoveryCodes(caller: Caller, state: SessionState): Promise<string[]> {
+    requireStage(state, ['complete'])
+    return this.#ward.store.transaction(async (tx) => {
+      if ((await this.#factorsOf(tx, state.user.id)).length === 0) {
+        throw new WardError('ERR_INPUT_INVALID', 'enroll an authenticator before recovery codes')
+      }
+      const codes = await replaceRecoveryCodes(tx, state.user.id, this.#clock())
+      await this.#audit(
+        tx,
+        state.user,
+        this.#callerContext(caller, state.user.id),
+        userEvent('user.mfa.recovery-codes.replace', 'U', state.user.id),
+      )
+      return codes
+    })
+  }
+
+  /** Completes a second-factor session with a TOTP code. */
+  async verifyTotp(caller: Caller, state: SessionState, code: string): Promise<void> {
+    await this.#secondFactor(caller, state, 'totp', (tx, now) =>
+      verifyTotp(tx, this.#ward.keys, state.user.id, code, now),
+    )
+  }
+
+  /** Authentication options for a second-factor session's keys. */
+  async startWebauthnAuthentication(state: SessionState) {
+    requireStage(state, ['second-factor'])
+    return this.#ward.store.transaction((tx) =>
+      startWebauthnAuthentication(tx, this.party, state.user.id, state.session.id, this.#clock()),
+    )
+  }
+
+  /** Completes a second-factor session with a security key assertion. */
+  async finishWebauthnAuthentication(
+    caller: Caller,
+    state: SessionState,
+    response: unknown,
+  ): Promise<void> {
+    requireStage(state, ['second-factor'])
+    const challenge = await this.#takeChallenge(state, 'authentication')
+    await this.#secondFactor(caller, state, 'webauthn', (tx, now) =>
+      finishWebauthnAuthentication(tx, this.party, state.user.id, challenge, response, now),
+    )
+  }
+
+  /** Completes a second-factor session with a recovery code, spending it. */
+  async redeemRecoveryCode(caller: Caller, state: SessionState, code: string): Promise<number> {
+    let remaining = 0
+    await this.#secondFactor(caller, state, 'recovery-code', async (tx, now) => {
+      remaining = (await redeemRecoveryCode(tx, state.user.id, code, now)).remaining
+      return 'recovery-code'
+    })
+    return remaining
+  }
+
+  // ---- API tokens ----
+
+  /** Issues an API token for the signed-in person. Audited as `api-token.issue`. */
+  async issueApiToken(
+    caller: Caller,
+    state: SessionState,
+    input: { readonly label: string; readonly scopes: readonly string[]; readonly days: number },
+  ): Promise<{ token: string; record: ApiTokenRecord }> {
+    requireStage(state, ['complete'])
+    const maxDays = this.#ward.config.auth.apiTokenMaxDays
+    if (!Number.isInteger(input.days) || input.days < 1 || input.days > maxDays) {
+      throw new WardError('ERR_INPUT_INVALID', `days must be a whole number from 1 to ${maxDays}`, {
+        details: { field: 'days' },
+      })
+    }
+    return this.#ward.store.transaction(async (tx) => {
+      const issued = await issueApiToken(
+        tx,
+        {
+          userId: state.user.id,
+          label: input.label,
+          scopes: input.scopes,
+          ttlMs: input.days * 86_400_000,
+        },
+        this.#clock(),
+      )
+      await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+        type: auditEventTypes.securityAlert,
+        operation: 'api-token.issue',
+        action: 'C',
+        entity: [
+          {
+            type: 'api-token',
+            what: issued.record.id,
+            detail: { scopes: issued.record.scopes.join(' '), expires: issued.record.expiresAt },
+          },
+        ],
+      })
+      return issued
+    })
+  }
+
+  /** The signed-in person's live API tokens. */
+  async listApiTokens(state: SessionState): Promise<ApiTokenRecord[]> {
+    requireStage(state, ['complete'])
+    return listApiTokens(this.#ward.store.db, state.user.id, this.#clock())
+  }
+
+  /** Revokes one of the person's API tokens. Audited as `api-token.revoke`. */
+  async revokeApiToken(caller: Caller, state: SessionState, tokenId: string): Promise<void> {
+    requireStage(state, ['complete'])
+    await this.#ward.store.transaction(async (tx) => {
+      await revokeApiToken(tx, state.user.id, tokenId, this.#clock())
+      await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+        type: auditEventTypes.securityAlert,
+        operation: 'api-token.revoke',
+        action: 'D',
+        entity: [{ type: 'api-token', what: tokenId }],
+      })
+    })
+  }
+
+  // ---- internals ----
+
+  async #factorsOf(tx: Transaction, userId: string): Promise<('totp' | 'webauthn')[]> {
+    const factors: ('totp' | 'webauthn')[] = []
+    if (await hasTotp(tx, userId)) factors.push('totp')
+    if (await hasWebauthn(tx, userId)) factors.push('webauthn')
+    return factors
+  }
+
+  async #takeChallenge(state: SessionState, purpose: ChallengePurpose): Promise<string> {
+    const challenge = await this.#ward.store.transaction((tx) =>
+      takeWebauthnChallenge(tx, state.session.id, purpose, this.#clock()),
+    )
+    if (challenge === undefined) throw webauthnRefused()
+    return challenge
+  }
+
+  /** Records an enrolled factor; a first factor completes the session and brings recovery codes. */
+  async #enrolled(
+    caller: Caller,
+    state: SessionState,
+    factor: 'totp' | 'webauthn',
+    enroll: (tx: Transaction, now: Date) => Promise<string>,
+  ): Promise<MfaEnrolled> {
+    const now = this.#clock()
+    try {
+      return await this.#ward.store.transaction(async (tx) => {
+        const hadFactor = (await this.#factorsOf(tx, state.user.id)).length > 0
+        const credentialId = await enroll(tx, now)
+        let recoveryCodes: string[] | undefined
+        if (!hadFactor) recoveryCodes = await replaceRecoveryCodes(tx, state.user.id, now)
+        if (state.stage === 'mfa-enrollment') {
+          await advanceSession(tx, state.session.id, 'complete', true)
+        }
+        await this.#audit(
+          tx,
+          state.user,
+          this.#callerContext(caller, state.user.id),
+          userEvent(`user.mfa.${factor}.enroll`, 'C', state.user.id, { credential: credentialId }),
+        )
+        return recoveryCodes === undefined ? {} : { recoveryCodes }
+      })
+    } catch (error) {
+      if (isWardError(error, 'ERR_UNAUTHENTICATED')) {
+        await this.#ward.store.transaction(async (tx) => {
+          await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+            ...userEvent(`user.mfa.${factor}.enroll`, 'C', state.user.id),
+            outcome: '4',
+            outcomeDescription: 'enrollment proof refused',
+          })
+        })
+      }
+      throw error
+    }
+  }
+
+  /**
+   * Runs one second-factor check for a session at `second-factor`. Success completes the
+   * session; a refusal is audited and counted, and the session ends after a few.
+   */
+  async #secondFactor(
+    caller: Caller,
+    state: SessionState,
+    factor: 'totp' | 'webauthn' | 'recovery-code',
+    check: (tx: Transaction, now: Date) => Promise<string>,
+  ): Promise<void> {
+    requireStage(state, ['second-factor'])
+    const now = this.#clock()
+    const context = this.#callerContext(caller, state.user.id)
+    await this.#ward.store.transaction((tx) => checkSecondFactorThrottle(tx, state.user.id, now))
+    try {
+      await this.#ward.store.transaction(async (tx) => {
+        const credentialId = await check(tx, now)
+        await advanceSession(tx, state.session.id, 'complete', true)
+        await this.#audit(tx, state.user, context, {
+          type: auditEventTypes.userAuthentication,
+          operation: 'user.second-factor',
+          action: 'E',
+          entity: [
+            { type: 'user', what: state.user.id, detail: { factor, credential: credentialId } },
+            { type: 'session', what: state.session.id },
+          ],
+        })
+      })
+    } catch (error) {
+      if (!isWardError(error, 'ERR_UNAUTHENTICATED')) throw error
+      await this.#ward.store.transaction(async (tx) => {
+        const ended = await recordSecondFactorFailure(tx, state.session.id, now)
+        await recordSecondFactorThrottleFailure(tx, state.user.id, now)
+        await this.#audit(tx, state.user, context, {
+          type: auditEventTypes.userAuthentication,
+          operation: 'user.second-factor',
+          action: 'E',
+          outcome: '4',
+          outcomeDescription: ended
+            ? 'second factor refused; session ended'
+            : 'second factor refused',
+          entity: [
+            { type: 'user', what: state.user.id, detail: { factor } },
+            { type: 'session', what: state.session.id },
+          ],
+        })
+      })
+      throw error
+    }
+  }
+
+  async #auditSignInFailure(caller: Caller, user: User | undefined, reason: string): Promise<void> {
+    await this.#ward.store.transaction(async (tx) => {
+      const context = this.#callerContext(caller, user?.id ?? 'unknown-account')
+      const event: AuditEventInput = {
+        type: auditEventTypes.userAuthentication,
+        operation: 'user.sign-in',
+        action: 'E',
+        outcome: '4',
+        outcomeDescription: reason,
+        // An unknown name is not recorded at all: it may be someone's password typed in the
+        // wrong field.
+        entity: user === undefined ? [] : [{ type: 'user', what: user.id }],
+      }
+      if (user === undefined) await this.#ward.audit(tx, platformLogName, context, event)
+      else await this.#audit(tx, user, context, event)
+    })
+  }
+
+  /** Records `event` in the log of the user's organization, or the platform log. */
+  async #audit(
+    tx: Transaction,
+    user: User,
+    context: OperationContext,
+    event: AuditEventInput,
+  ): Promise<void> {
+    if (user.organizationId === null) {
+      await this.#ward.audit(tx, platformLogName, context, event)
+      return
+    }
+    const organization = await findOrganizationById(tx, user.organizationId)
+    await this.#ward.audit(
+      tx,
+      organization.slug,
+      { ...context, organizationId: organization.id },
+      event,
+    )
+  }
+
+  #callerContext(caller: Caller, userId: string): OperationContext {
+    return {
+      actor: { type: 'user', id: userId, address: caller.address },
+      requestId: caller.requestId,
+      purposeOfUse: 'HSYSADMIN',
+      policyRule: 'authentication',
+    }
+  }
+}
+
+function isPrivileged(grants: readonly RoleGrant[]): boolean {
+  return grants.some((grant) => privilegedRoles.has(grant.role))
+}
+
+function requireStage(state: SessionState, allowed: readonly SessionStage[]): void {
+  if (!allowed.includes(state.stage)) {
+    const hint =
+      state.stage === 'mfa-enrollment'
+        ? 'enroll a second factor first (TOTP or a security key)'
+        : state.stage === 'second-factor'
+          ? 'give your second factor first'
+          : 'this step is only for signing in'
+    throw new WardError('ERR_ACCESS_DENIED', `not allowed at this stage of sign-in: ${hint}`, {
+      details: { stage: state.stage },
+    })
+  }
+}
+
+function principalOf(
+  user: User,
+  grants: readonly RoleGrant[],
+  credential: {
+    method: Principal['method']
+    mfaVerified: boolean
+    credentialId: string
+    scopes?: readonly string[]
+  },
+): Principal {
+  return {
+    userId: user.id,
+    organizationId: user.organizationId,
+    grants,
+    ...(user.patientPseudonym === null ? {} : { patientPseudonym: user.patientPseudonym }),
+    method: credential.method,
+    mfaVerified: credential.mfaVerified,
+    ...(credential.scopes === undefined ? {} : { scopes: credential.scopes }),
+    credentialId: credential.credentialId,
+  }
+}
+
+function userEvent(
+  operation: string,
+  action: AuditEventInput['action'],
+  userId: string,
+  detail?: Record<string, string>,
+): AuditEventInput {
+  return {
+    type: auditEventTypes.applicationActivity,
+    operation,
+    action,
+    entity: [{ type: 'user', what: userId, ...(detail === undefined ? {} : { detail }) }],
+  }
+}
