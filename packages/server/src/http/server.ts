@@ -6,10 +6,10 @@ import Fastify, { LogController } from 'fastify'
 
 import { WardError } from '@ward/core'
 
-import { Access, OperatorToken } from '../access/index.js'
+import { Access, OperatorToken, authenticateRequest } from '../access/index.js'
 import type { Logger } from '../logging/index.js'
 import { homePaths, type Ward } from '../ward.js'
-import { authenticateNobody, registerApiRoutes, type Authenticate } from './api-route.js'
+import { registerApiRoutes, type Authenticate } from './api-route.js'
 import { answerClientError, errorSummary, toProblem, translateFrameworkError } from './problem.js'
 import { AddressRateLimit } from './rate-limit.js'
 import { requestIdOf } from './request-id.js'
@@ -22,8 +22,8 @@ import { tls12CipherSuites, tls13CipherSuites } from './tls.js'
 /** What {@link buildServer} can be given besides Ward and its logger. */
 export interface ServerOptions {
   /**
-   * Turns a request into its principal for the routes under the access policy. Until
-   * authentication is built in, the default knows nobody, so each of those routes answers 401.
+   * Turns a request into its principal for the routes under the access policy. The default is
+   * Ward's own: a signed-in session (bearer, or cookie with its CSRF token) or an API token.
    */
   readonly authenticate?: Authenticate
 }
@@ -166,7 +166,7 @@ export async function buildServer(ward: Ward, logger: Logger, options: ServerOpt
       ward,
       new Access(ward),
       apiRoutes,
-      options.authenticate ?? authenticateNobody,
+      options.authenticate ?? ((request) => authenticateRequest(request, ward.people)),
     ),
   )
 
