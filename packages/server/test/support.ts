@@ -51,7 +51,7 @@ export async function freshDatabase(
     drop: async () => {
       const cleanup = new pg.Client({ connectionString: postgresUrl })
       await cleanup.connect()
-      await cleanup.query(`drop schema ${schema} cascade`)
+      await underMigrationLock(cleanup, () => cleanup.query(`drop schema ${schema} cascade`))
       await cleanup.end()
     },
   }
@@ -82,4 +82,18 @@ export function testConfig(
   extra: Record<string, string> = {},
 ): WardConfig {
   return loadConfig({ env: { ...testEnvironment(home, url), ...extra } })
+}
+
+/**
+ * Runs `work` on `client` under the advisory lock Ward's migrations take, for test DDL (making
+ * or dropping schemas): a migrator inspecting every schema's tables must not see one change
+ * halfway.
+ */
+export async function underMigrationLock<T>(client: pg.Client, work: () => Promise<T>): Promise<T> {
+  await client.query(`select pg_advisory_lock(hashtext('ward-migrations'))`)
+  try {
+    return await work()
+  } finally {
+    await client.query(`select pg_advisory_unlock(hashtext('ward-migrations'))`)
+  }
 }

@@ -12,6 +12,7 @@ import {
   postgresUrl,
   temporaryDirectory,
   type TestDatabase,
+  underMigrationLock,
 } from '../../test/support.js'
 import {
   Keyring,
@@ -57,16 +58,7 @@ async function copyDatabase(
   const client = new pg.Client({ connectionString: postgresUrl })
   await client.connect()
   try {
-    await client.query(`create schema ${copy}`)
-    const tables = await client.query<{ table_name: string }>(
-      `select table_name from information_schema.tables
-       where table_schema = $1 and table_type = 'BASE TABLE'`,
-      [schema],
-    )
-    for (const { table_name: table } of tables.rows) {
-      await client.query(`create table ${copy}.${table} (like ${schema}.${table} including all)`)
-      await client.query(`insert into ${copy}.${table} select * from ${schema}.${table}`)
-    }
+    await underMigrationLock(client, () => copySchema(client, schema, copy))
   } finally {
     await client.end()
   }
@@ -76,9 +68,22 @@ async function copyDatabase(
     drop: async () => {
       const cleanup = new pg.Client({ connectionString: postgresUrl })
       await cleanup.connect()
-      await cleanup.query(`drop schema ${copy} cascade`)
+      await underMigrationLock(cleanup, () => cleanup.query(`drop schema ${copy} cascade`))
       await cleanup.end()
     },
+  }
+}
+
+async function copySchema(client: pg.Client, schema: string, copy: string): Promise<void> {
+  await client.query(`create schema ${copy}`)
+  const tables = await client.query<{ table_name: string }>(
+    `select table_name from information_schema.tables
+       where table_schema = $1 and table_type = 'BASE TABLE'`,
+    [schema],
+  )
+  for (const { table_name: table } of tables.rows) {
+    await client.query(`create table ${copy}.${table} (like ${schema}.${table} including all)`)
+    await client.query(`insert into ${copy}.${table} select * from ${schema}.${table}`)
   }
 }
 
