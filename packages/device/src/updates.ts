@@ -186,7 +186,12 @@ export class FirmwareUpdater {
       })
       if (!healthy) {
         const reason = `version ${fields.version} did not come up healthy`
-        await this.#report({ target, outcome: 'rolled-back', fromVersion: running, reason })
+        await this.#report({
+          target,
+          outcome: 'rolled-back',
+          fromVersion: running,
+          reason: 'unhealthy',
+        })
         return { outcome: 'rolled-back', version: running, target, reason }
       }
       const switched = await this.slots()
@@ -199,7 +204,8 @@ export class FirmwareUpdater {
           target,
           outcome: 'failed',
           fromVersion: running,
-          reason: error.message.slice(0, 500),
+          // Ward takes a code; the device keeps tuf-js's own words in the error it throws.
+          reason: String(error.details['reason'] ?? 'refused').slice(0, 64),
         }).catch(() => undefined)
       }
       throw error

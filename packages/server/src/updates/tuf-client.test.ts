@@ -188,6 +188,22 @@ for (const { dialect, skip } of dialects) {
       )
     })
 
+    test('an install report takes a reason code, never free text, and only a known target', async () => {
+      const report = (fields: Record<string, unknown>) =>
+        client.postJson('/updates/report', {
+          target: 'oximeter-1.1.0.bin',
+          outcome: 'failed',
+          fromVersion: '1.0.0',
+          ...fields,
+        })
+      await assert.rejects(
+        report({ reason: 'Patient Alex Testpatient DOB 1970-01-01' }),
+        /reason must be a code/,
+      )
+      await assert.rejects(report({ fromVersion: `1.0.0-${'x'.repeat(40)}` }), /fromVersion must/)
+      await assert.rejects(report({ target: 'nothing-published.bin' }), /no release/)
+    })
+
     test('refuses image bytes that do not match the signed hashes', async () => {
       const row = await db().selectFrom('firmware_images').selectAll().executeTakeFirstOrThrow()
       const tampered = new Uint8Array(row.content)

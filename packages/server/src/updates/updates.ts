@@ -196,6 +196,15 @@ export class Updates {
         .where('organization_id', '=', organizationId)
         .where('target_name', '=', report.target)
         .executeTakeFirst()
+      if (release === undefined) {
+        throw new WardError(
+          'ERR_RELEASE_NOT_FOUND',
+          'no release of this organization has that target',
+          {
+            details: { field: 'target' },
+          },
+        )
+      }
       const id = randomUUID()
       await tx
         .insertInto('firmware_reports')
@@ -203,7 +212,7 @@ export class Updates {
           id,
           organization_id: organizationId,
           device_id: deviceId,
-          release_id: release?.id ?? null,
+          release_id: release.id,
           target_name: report.target,
           outcome: report.outcome,
           from_version: report.fromVersion,
@@ -220,7 +229,7 @@ export class Updates {
           { type: 'Device', what: deviceId },
           {
             type: 'firmware-release',
-            what: release?.id ?? report.target,
+            what: release.id,
             detail: { outcome: report.outcome, fromVersion: report.fromVersion },
           },
         ],
@@ -358,6 +367,8 @@ function releaseOf(row: {
   }
 }
 
+const reasonCode = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/
+
 function installReportOf(input: unknown): InstallReport {
   const body = typeof input === 'object' && input !== null ? (input as Record<string, unknown>) : {}
   const allowed = ['target', 'outcome', 'fromVersion', 'reason']
@@ -378,15 +389,27 @@ function installReportOf(input: unknown): InstallReport {
       details: { field: 'outcome' },
     })
   }
-  if (typeof fromVersion !== 'string' || !isSemanticVersion(fromVersion)) {
-    throw new WardError('ERR_INPUT_INVALID', 'fromVersion must be a semantic version', {
-      details: { field: 'fromVersion' },
-    })
+  if (
+    typeof fromVersion !== 'string' ||
+    fromVersion.length > 32 ||
+    !isSemanticVersion(fromVersion)
+  ) {
+    throw new WardError(
+      'ERR_INPUT_INVALID',
+      'fromVersion must be a semantic version of at most 32 characters',
+      {
+        details: { field: 'fromVersion' },
+      },
+    )
   }
-  if (reason !== undefined && (typeof reason !== 'string' || reason.length > 500)) {
-    throw new WardError('ERR_INPUT_INVALID', 'reason must be text of at most 500 characters', {
-      details: { field: 'reason' },
-    })
+  // A code, not free text: a device's words could carry anything, PHI included, into the
+  // audit log.
+  if (reason !== undefined && (typeof reason !== 'string' || !reasonCode.test(reason))) {
+    throw new WardError(
+      'ERR_INPUT_INVALID',
+      'reason must be a code of 1–64 letters, digits or ._- starting with a letter',
+      { details: { field: 'reason' } },
+    )
   }
   return { target, outcome, fromVersion, ...(reason === undefined ? {} : { reason }) }
 }
