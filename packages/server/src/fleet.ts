@@ -37,6 +37,7 @@ import {
   reinstateDeviceCertificates,
   revokeDeviceCertificates,
   suspendDeviceCertificates,
+  supersedeDeviceCertificates,
   verifyFactoryIdentity,
   certificateRequestDer,
   type ManufacturerAuthority,
@@ -245,7 +246,11 @@ export class Fleet {
     input: { serial: string; csrPem: string } & EnrollmentProof,
   ): Promise<Enrollment> {
     try {
-      return await this.#enroll(context, slug, input)
+      const enrollment = await this.#enroll(context, slug, input)
+      // Certificates it superseded lose their open connections.
+      const organization = await findOrganization(this.#ward.store.db, slug)
+      this.events.emit('trust-changed', organization.id, enrollment.deviceId)
+      return enrollment
     } catch (error) {
       const refusal =
         error instanceof WardError &&
@@ -302,6 +307,9 @@ export class Fleet {
         validityDays: this.#ward.config.device.certificateValidityDays,
       })
       if (device.status === 'provisioned') await setDeviceStatus(tx, device, 'active')
+      const superseded = await supersedeDeviceCertificates(tx, organization.id, device.id, [
+        issued.serialNumber,
+      ])
       const enrollment: Enrollment = {
         deviceId: device.id,
         certificateChain: issued.chainPem,
@@ -314,7 +322,15 @@ export class Fleet {
           operation: 'device.enroll',
           action: 'C',
           entity: [
-            { type: 'Device', what: device.id, detail: { certificate: issued.serialNumber } },
+            {
+              type: 'Device',
+              what: device.id,
+              detail: {
+                certificate: issued.serialNumber,
+                proof: 'token' in input ? 'enrollment-token' : 'factory-identity',
+                superseded: superseded.length,
+              },
+            },
           ],
         },
       ]
@@ -330,8 +346,9 @@ export class Fleet {
     organizationId: string,
     deviceId: string,
     csrPem: string,
+    presentedSerialNumber: string,
   ): Promise<Enrollment> {
-    return this.#actIn(context, organizationId, async (tx) => {
+    const renewal = await this.#actIn(context, organizationId, async (tx) => {
       const device = await findDevice(tx, organizationId, deviceId)
       if (device.status !== 'active') {
         throw new WardError('ERR_DEVICE_STATE', `a ${device.status} device cannot renew`)
@@ -343,6 +360,10 @@ export class Fleet {
         csrPem,
         validityDays: this.#ward.config.device.certificateValidityDays,
       })
+      const superseded = await supersedeDeviceCertificates(tx, organizationId, deviceId, [
+        presentedSerialNumber,
+        issued.serialNumber,
+      ])
       const renewal: Enrollment = {
         deviceId,
         certificateChain: issued.chainPem,
@@ -355,11 +376,17 @@ export class Fleet {
           operation: 'device.renew',
           action: 'C',
           entity: [
-            { type: 'Device', what: deviceId, detail: { certificate: issued.serialNumber } },
+            {
+              type: 'Device',
+              what: deviceId,
+              detail: { certificate: issued.serialNumber, superseded: superseded.length },
+            },
           ],
         },
       ]
     })
+    this.events.emit('trust-changed', organizationId, deviceId)
+    return renewal
   }
 
   /** Suspends a device for incident containment: refused at once, open connections closed. */

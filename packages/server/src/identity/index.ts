@@ -39,5 +39,6 @@ export {
   revokeCertificate,
   revocationMark,
   revokeDeviceCertificates,
+  supersedeDeviceCertificates,
   suspendDeviceCertificates,
 } from './revocation.js'

@@ -82,6 +82,30 @@ export async function revokeDeviceCertificates(
 }
 
 /**
+ * Revokes, as superseded, every live certificate of the device but those whose serial numbers
+ * are in `keep`, and returns those it revoked. Enrollment keeps only the certificate it issued,
+ * so re-enrolling a device retires a key that may have been copied; renewal keeps the
+ * certificate the device renewed with and the new one, so the two overlap until the device
+ * switches and no more than two are ever valid. Suspended certificates stay on hold.
+ */
+export async function supersedeDeviceCertificates(
+  tx: Transaction,
+  organizationId: string,
+  deviceId: string,
+  keep: readonly string[],
+): Promise<DeviceCertificate[]> {
+  let query = tx
+    .updateTable('device_certificates')
+    .set({ revoked_at: new Date().toISOString(), revocation_reason: 'superseded' })
+    .where('organization_id', '=', organizationId)
+    .where('device_id', '=', deviceId)
+    .where('revoked_at', 'is', null)
+  if (keep.length > 0) query = query.where('serial_number', 'not in', [...keep])
+  const rows = await query.returningAll().execute()
+  return rows.map(toDeviceCertificate)
+}
+
+/**
  * Suspends every active certificate of the device: each is listed on the CRL with reason
  * certificateHold until {@link reinstateDeviceCertificates} lifts it. Returns those suspended now.
  */

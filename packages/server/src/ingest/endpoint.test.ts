@@ -401,6 +401,59 @@ for (const { dialect, skip } of dialects) {
 
       const bad = await postAsDevice(testWard, acme, device, { csr: 42 }, '/v1/renew')
       assert.equal(bad.status, 400)
+
+      // Renewing again from the first certificate retires the one issued in between: never
+      // more than the presented and the new certificate are valid.
+      const third = await makeDeviceCsr(testWard.directory, device.serial)
+      const again = await postAsDevice(testWard, acme, device, { csr: third.csrPem }, '/v1/renew')
+      assert.equal(again.status, 201, again.body)
+      await eventually(
+        () =>
+          postAsDevice(testWard, acme, renewed, spo2Reading(randomUUID())).then(
+            () => false,
+            // TLS 1.3 sends the client's rejection after the handshake: a reset or hang-up.
+            (error: unknown) =>
+              /certificate revoked|socket hang up|ECONNRESET/i.test(String(error)),
+          ),
+        10_000,
+        'the certificate issued in between is refused at the handshake',
+      )
+      const latest = {
+        ...device,
+        chainPem: (again.json() as { certificateChain: string }).certificateChain,
+        keyPem: third.keyPem,
+      }
+      assert.deepEqual(
+        entryStatuses(await postAsDevice(testWard, acme, latest, spo2Reading(randomUUID()))),
+        ['201 Created'],
+      )
+    })
+
+    test('re-enrolling a device retires every certificate it had', async () => {
+      const first = await enrollTestDevice(testWard, acme)
+      const context = systemContext('test')
+      const { token } = await testWard.ward.fleet.issueEnrollmentToken(
+        context,
+        acme.slug,
+        first.serial,
+      )
+      const material = await makeDeviceCsr(testWard.directory, first.serial)
+      const answer = await httpsRequest(testWard.running.url, '/v1/enroll', {
+        serverName: acme.serverName,
+        ca: testWard.serverCaPem,
+        body: { serial: first.serial, csr: material.csrPem, token },
+      })
+      assert.equal(answer.status, 201, answer.body)
+      await assertRefusedAtHandshake(asDevice(first), /^CERT_REVOKED$/)
+      const second = {
+        ...first,
+        chainPem: (answer.json() as { certificateChain: string }).certificateChain,
+        keyPem: material.keyPem,
+      }
+      assert.deepEqual(
+        entryStatuses(await postAsDevice(testWard, acme, second, spo2Reading(randomUUID()))),
+        ['201 Created'],
+      )
     })
 
     test('refuses every failed enrollment with the same 403, whatever the reason', async () => {

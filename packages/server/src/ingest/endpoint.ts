@@ -322,7 +322,13 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
       policyRule: 'device-own-identity',
       requestId: request.id,
     }
-    const renewal = await ward.fleet.renew(context, device.organizationId, device.deviceId, csr)
+    const renewal = await ward.fleet.renew(
+      context,
+      device.organizationId,
+      device.deviceId,
+      csr,
+      device.serialNumber,
+    )
     return reply.status(201).send(renewal)
   })
 
