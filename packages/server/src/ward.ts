@@ -40,7 +40,7 @@ import {
 import { Rollouts } from './rollouts.js'
 import { openStore, type Store, type Transaction } from './store/index.js'
 import { insertOrganization, listOrganizations, type Organization } from './tenancy/index.js'
-import { Updates } from './updates/index.js'
+import { Updates, repositoryReleaseCatalog } from './updates/index.js'
 
 /** Files in Ward's home directory. */
 export function homePaths(home: string) {
@@ -182,7 +182,7 @@ export class Ward {
     })
     this.fleet = new Fleet(this)
     this.updates = new Updates(this)
-    this.rollouts = new Rollouts(this)
+    this.rollouts = new Rollouts(this, { releases: repositoryReleaseCatalog })
   }
 
   /** Records `input` in log `logName` inside `tx`, as done under `context`. */
