@@ -141,6 +141,10 @@ async function main() {
       devices = await ward.fleet.listDevices(slug)
     }
 
+    // Devices wiped or decommissioned (by `npm run demo:lifecycle`, say) stay out of the stream.
+    devices = devices.filter(
+      (device) => device.status !== 'wiped' && device.status !== 'decommissioned',
+    )
     const caPem = readFileSync(config.http.certFile, 'utf8')
     const serverName = `${slug}.${config.hostName}`
     const deviceHome = join(config.home, 'devices')
@@ -159,7 +163,8 @@ async function main() {
         const keyDirectory = join(deviceHome, device.serial)
         let client: DeviceClient
         if (existsSync(join(keyDirectory, 'identity.json'))) {
-          client = await DeviceClient.open(keyDirectory)
+          // Ward listens on a free port each run: the device is told where it is now.
+          client = await DeviceClient.open(keyDirectory, { url: running.deviceUrl })
         } else {
           const { token } = await ward.fleet.issueEnrollmentToken(operator, slug, device.serial)
           client = await enroll({
