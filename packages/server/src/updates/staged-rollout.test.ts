@@ -1,15 +1,29 @@
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
 
-import { enroll, followRollout, simulatedHealthy, type DeviceClient } from '@ward/device'
+import {
+  askRollout,
+  enroll,
+  followRollout,
+  simulatedHealthy,
+  type DeviceClient,
+} from '@ward/device'
 
 import { dialects } from '../../test/support.js'
 import { systemContext } from '../context.js'
 import { startTestWard, type TestWard } from '../ingest/test-support.js'
 import type { Rollout } from './rollouts.js'
-import { firmwareImage, publish, repositoryWithRoot, updaterFor } from './test-support.js'
+import {
+  firmwareImage,
+  publish,
+  repositoryWithRoot,
+  updaterFor,
+  type OfflineSigner,
+} from './test-support.js'
 
 // Rollouts joined to the signed-update path, end to end: releases signed offline and published
 // to the organization's TUF repository, a fleet of enrolled devices each running the real
@@ -17,6 +31,8 @@ import { firmwareImage, publish, repositoryWithRoot, updaterFor } from './test-s
 // Ward offers it and reporting its outcome. A share of the fleet fails its health check, as the
 // simulator's --fail-rate makes it: always the same devices, by serial.
 
+// The device command as shipped: the compiled build that `npm test` makes first.
+const deviceCommand = fileURLToPath(new URL('../../../device/dist/main.js', import.meta.url))
 const operator = systemContext('test')
 const fleetSize = 20
 const failRate = 0.3
@@ -31,6 +47,7 @@ for (const { dialect, skip } of dialects) {
   describe(`a staged rollout of signed releases to a fleet on ${dialect}`, { skip }, () => {
     let testWard: TestWard
     let root1: Uint8Array
+    let offline: OfflineSigner
     let slug: string
     const fleet: FleetDevice[] = []
     const releaseIds = new Map<string, string>()
@@ -38,7 +55,7 @@ for (const { dialect, skip } of dialects) {
     before(async () => {
       testWard = await startTestWard(dialect)
       const repository = await repositoryWithRoot(testWard.ward, 'acme')
-      const { offline } = repository
+      offline = repository.offline
       root1 = repository.root1
       slug = repository.organization.slug
       for (const version of ['1.1.0', '1.2.0']) {
@@ -199,6 +216,111 @@ for (const { dialect, skip } of dialects) {
         assert.equal(followed.outcome, 'no-update', device.serial)
       }
       await testWard.ward.rollouts.abort(operator, slug, rollout.id)
+    })
+
+    test('rollouts take only published releases for models the organization has; ward-device follows, and a crash between install and report is harmless', async () => {
+      await assert.rejects(
+        testWard.ward.rollouts.create(operator, slug, { releaseId: 'no-such-release' }),
+        (error: { code?: string }) => error.code === 'ERR_RELEASE_NOT_FOUND',
+      )
+      const foreign = await publish(
+        testWard.ward,
+        slug,
+        offline.bundle(
+          {},
+          offline.release({
+            name: 'pump-2.0.0.bin',
+            image: firmwareImage('pump'),
+            fields: { version: '2.0.0', models: ['Infusion pump'] },
+          }),
+        ),
+      )
+      await assert.rejects(
+        testWard.ward.rollouts.create(operator, slug, {
+          releaseId: foreign.releases[0]?.id as string,
+        }),
+        (error: { code?: string; message: string }) =>
+          error.code === 'ERR_INPUT_INVALID' && /Infusion pump/.test(error.message),
+      )
+
+      const published = await publish(
+        testWard.ward,
+        slug,
+        offline.bundle(
+          {},
+          offline.release({
+            name: 'oximeter-1.3.0.bin',
+            image: firmwareImage('1.3.0'),
+            fields: { version: '1.3.0' },
+          }),
+        ),
+      )
+      const [crashed, commandLine] = fleet.filter((device) =>
+        simulatedHealthy(device.serial, failRate),
+      ) as [FleetDevice, FleetDevice]
+      const rollout = await testWard.ward.rollouts.create(operator, slug, {
+        releaseId: published.releases[0]?.id as string,
+        devices: [crashed.serial, commandLine.serial],
+        stages: [100],
+      })
+
+      // The device asked, reported downloading, installed, and stopped before reporting.
+      const offer = await askRollout(crashed.client)
+      assert.equal(offer?.target, 'oximeter-1.3.0.bin')
+      assert.equal(offer?.rollout, rollout.id)
+      await crashed.client.postJson('/v1/update-status', {
+        release: offer?.release,
+        version: '1.3.0',
+        status: 'downloading',
+      })
+      await updater(crashed, 0).install('oximeter-1.3.0.bin')
+      // Run again, it reports what its active slot holds instead of installing again.
+      const resumed = await followRollout({ client: crashed.client, updater: updater(crashed, 0) })
+      assert.equal(resumed.outcome, 'installed')
+      assert.equal(resumed.version, '1.3.0')
+
+      const rootFile = join(testWard.directory, '1.root.json')
+      writeFileSync(rootFile, root1)
+      // Ward serves from this very process, so the command must not block it.
+      const follow = () =>
+        new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+          execFile(
+            process.execPath,
+            [
+              deviceCommand,
+              'update',
+              '--follow-rollout',
+              '--dir',
+              join(commandLine.directory, 'identity'),
+              '--root',
+              rootFile,
+              '--model',
+              'Pulse oximeter',
+              '--fail-rate',
+              String(failRate),
+            ],
+            { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '' } },
+            (error, stdout, stderr) => {
+              resolve({ status: error === null ? 0 : Number(error.code), stdout, stderr })
+            },
+          )
+        })
+      const installed = await follow()
+      assert.equal(installed.status, 0, installed.stderr)
+      assert.match(
+        installed.stdout,
+        new RegExp(
+          `^${commandLine.serial}: rollout ${rollout.id} offered oximeter-1\\.3\\.0\\.bin ` +
+            '\\(1\\.3\\.0\\): installed; running 1\\.3\\.0\\n$',
+        ),
+      )
+      const again = await follow()
+      assert.equal(again.status, 0, again.stderr)
+      assert.match(again.stdout, /no rollout offers this device an update; running 1\.3\.0/)
+
+      const summary = await testWard.ward.rollouts.summary(slug, rollout.id)
+      assert.equal(summary.rollout.state, 'completed')
+      assert.equal(summary.stages[0]?.devices.installed, 2)
     })
   })
 }
