@@ -157,10 +157,12 @@ async function main() {
       duration,
       templates: templates.get(models[0]!.id)!,
       directory: deviceHome,
+      // Each device's key, certificate and queue together, in its own directory by serial.
+      directoryOf: (index) => join(deviceHome, devices[index]!.serial),
       progress: say,
       connect: async (simulated) => {
         const device = devices[simulated.index]!
-        const keyDirectory = join(deviceHome, device.serial)
+        const keyDirectory = simulated.directory
         let client: DeviceClient
         if (existsSync(join(keyDirectory, 'identity.json'))) {
           // Ward listens on a free port each run: the device is told where it is now.
@@ -196,7 +198,7 @@ async function main() {
     say('Where to look next:')
     say(`  WARD_HOME=${config.home} npm run -s ward -- device list --org ${slug}`)
     say(`  WARD_HOME=${config.home} npm run -s ward -- audit verify ${out} --key "${key}"`)
-    say(`  why readings were rejected: ${deviceHome}/device-<n>/queue/rejected.log`)
+    say(`  why readings were rejected: ${deviceHome}/<serial>/queue/rejected.log`)
   } finally {
     await running.close()
   }
