@@ -42,7 +42,13 @@ export async function updateCommand(args: string[]): Promise<number> {
   })
   const directory = needed(values.dir, '--dir <dir>')
   const rootFile = needed(values.root, '--root <1.root.json>')
-  const failRate = values['fail-rate'] === undefined ? undefined : Number(values['fail-rate'])
+  const failRateText = values['fail-rate']
+  const failRate =
+    failRateText === undefined
+      ? undefined
+      : failRateText.trim() === ''
+        ? Number.NaN
+        : Number(failRateText)
   if (failRate !== undefined && !(failRate >= 0 && failRate <= 1)) {
     throw new WardError('ERR_INPUT_INVALID', 'update needs --fail-rate from 0 to 1', {
       details: { flag: '--fail-rate' },
