@@ -141,6 +141,10 @@ async function main() {
       devices = await ward.fleet.listDevices(slug)
     }
 
+    // Devices wiped or decommissioned (by `npm run demo:lifecycle`, say) stay out of the stream.
+    devices = devices.filter(
+      (device) => device.status !== 'wiped' && device.status !== 'decommissioned',
+    )
     const caPem = readFileSync(config.http.certFile, 'utf8')
     const serverName = `${slug}.${config.hostName}`
     const deviceHome = join(config.home, 'devices')
@@ -153,13 +157,16 @@ async function main() {
       duration,
       templates: templates.get(models[0]!.id)!,
       directory: deviceHome,
+      // Each device's key, certificate and queue together, in its own directory by serial.
+      directoryOf: (index) => join(deviceHome, devices[index]!.serial),
       progress: say,
       connect: async (simulated) => {
         const device = devices[simulated.index]!
-        const keyDirectory = join(deviceHome, device.serial)
+        const keyDirectory = simulated.directory
         let client: DeviceClient
         if (existsSync(join(keyDirectory, 'identity.json'))) {
-          client = await DeviceClient.open(keyDirectory)
+          // Ward listens on a free port each run: the device is told where it is now.
+          client = await DeviceClient.open(keyDirectory, { url: running.deviceUrl })
         } else {
           const { token } = await ward.fleet.issueEnrollmentToken(operator, slug, device.serial)
           client = await enroll({
@@ -191,7 +198,7 @@ async function main() {
     say('Where to look next:')
     say(`  WARD_HOME=${config.home} npm run -s ward -- device list --org ${slug}`)
     say(`  WARD_HOME=${config.home} npm run -s ward -- audit verify ${out} --key "${key}"`)
-    say(`  why readings were rejected: ${deviceHome}/device-<n>/queue/rejected.log`)
+    say(`  why readings were rejected: ${deviceHome}/<serial>/queue/rejected.log`)
   } finally {
     await running.close()
   }

@@ -69,10 +69,10 @@ export async function rolloutCommand(
         ...summary.stages.map(
           ({ stage, percent, devices }) =>
             `stage ${stage + 1} (${percent} %): ` +
-            Object.entries(devices)
-              .filter(([, count]) => count > 0)
-              .map(([status, count]) => `${count} ${status}`)
-              .join(', '),
+              Object.entries(devices)
+                .filter(([, count]) => count > 0)
+                .map(([status, count]) => `${count} ${status}`)
+                .join(', ') || 'no devices',
         ),
       ]
     }

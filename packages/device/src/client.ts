@@ -24,6 +24,13 @@ export interface ConnectionOptions {
   minTlsVersion?: TlsMinimum
   /** How long a request may take, from connecting to the last byte of the answer. Default 30 s. */
   timeoutMs?: number
+  /**
+   * For an enrolled device: Ward's device endpoint now, when it is no longer at the address the
+   * device enrolled with (another port, say). Used for this client's connections, and stored
+   * with the identity at the next renewal. The server name and trust anchors stay the ones
+   * enrolled with.
+   */
+  url?: string
 }
 
 /** A device identity provisioned at the factory, used instead of an enrollment token. */
@@ -323,6 +330,7 @@ export class DeviceClient implements ReadingSender, RenewableCertificate {
     if (caPem === undefined || privateKeyPem === undefined || certificateChain === undefined) {
       throw new WardError('ERR_KEY_INVALID', 'the stored identity is incomplete')
     }
+    if (options.url !== undefined) identity = { ...identity, url: options.url }
     return new DeviceClient(keyDirectory, identity, {
       caPem,
       privateKeyPem,

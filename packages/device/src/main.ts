@@ -22,9 +22,10 @@ usage:
                      --serial <serial> (--token <token> | --factory-cert <file>
                      --factory-key <file>) --dir <dir>
       make a key pair in <dir>, send a certificate request, store the certificate Ward issues
-  ward-device renew --dir <dir>
+  ward-device renew --dir <dir> [--url <url>]
       get a new certificate for a new key over mutual TLS; the old one stays until it is stored
-  ward-device send --dir <dir> [--file <file>] [--timeout <seconds>] [--batch-size <n>]
+  ward-device send --dir <dir> [--url <url>] [--file <file>] [--timeout <seconds>]
+                   [--batch-size <n>]
       queue the Observations in <file> (one Observation, an array or a Bundle), then deliver
       everything queued in <dir>/queue; without --file, deliver what is already queued.
       Before and after, carry out Ward's lifecycle commands: on a wipe, erase the queue, the
@@ -37,7 +38,8 @@ usage:
       printing progress every second; device i lives in <dir>/device-<i>
 ${updateCommandUsage}
 options:
-  --url <url>            Ward's device endpoint, e.g. https://ward.example.org:8444
+  --url <url>            Ward's device endpoint, e.g. https://ward.example.org:8444; for an
+                         enrolled device, only when Ward moved since it enrolled
   --enrollment-url <url> where Ward accepts enrollment: its API, e.g.
                          https://ward.example.org:8443 (default: --url)
   --server-name <name>   TLS server name: <organization slug>.<WARD_HOST_NAME>
@@ -138,7 +140,7 @@ async function enrollCommand(args: string[]): Promise<number> {
 }
 
 async function renewCommand(args: string[]): Promise<number> {
-  const values = parse(args, ['dir', 'tls-min'])
+  const values = parse(args, ['dir', 'url', 'tls-min'])
   const client = await DeviceClient.open(required(values, 'dir'), connectionOptions(values))
   try {
     const identity = await client.renew()
@@ -150,7 +152,7 @@ async function renewCommand(args: string[]): Promise<number> {
 }
 
 async function sendCommand(args: string[]): Promise<number> {
-  const values = parse(args, ['dir', 'file', 'timeout', 'batch-size', 'tls-min'])
+  const values = parse(args, ['dir', 'url', 'file', 'timeout', 'batch-size', 'tls-min'])
   const directory = required(values, 'dir')
   const file = optional(values, 'file')
   const timeoutSeconds = number(values, 'timeout', 60)
@@ -307,11 +309,14 @@ function connectionInputs(values: Values): {
 
 function connectionOptions(values: Values): ConnectionOptions {
   const minimum = optional(values, 'tls-min')
-  if (minimum === undefined) return {}
-  if (minimum !== 'TLSv1.3' && minimum !== 'TLSv1.2') {
+  const url = optional(values, 'url')
+  if (minimum !== undefined && minimum !== 'TLSv1.3' && minimum !== 'TLSv1.2') {
     throw new UsageError('--tls-min must be TLSv1.3 or TLSv1.2')
   }
-  return { minTlsVersion: minimum satisfies TlsMinimum }
+  return {
+    ...(minimum === undefined ? {} : { minTlsVersion: minimum satisfies TlsMinimum }),
+    ...(url === undefined ? {} : { url }),
+  }
 }
 
 function readTokens(file: string): { serial: string; token: string }[] {

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { test } from 'node:test'
 
 import { messageIdOf } from './fhir.js'
@@ -71,4 +73,31 @@ test('retimes a template to now, keeping the length of an effective period', () 
   const template: Observation = { resourceType: 'Observation', effectiveDateTime: '2020-01-01' }
   assert.equal(retime(template, now).effectiveDateTime, '2025-06-01T08:00:00.000Z')
   assert.equal(template.effectiveDateTime, '2020-01-01', 'the template itself is untouched')
+})
+
+test('keeps each device in the directory directoryOf names, queue and identity together', async (t) => {
+  const pki = await makePki()
+  const endpoint = await TestDeviceEndpoint.start({ pki })
+  t.after(() => endpoint.close())
+  const root = temporaryDirectory(t)
+  const serials = ['PO-A', 'PO-B']
+  const seen: string[] = []
+  const summary = await simulate({
+    devices: 2,
+    rate: 5,
+    duration: 0.5,
+    templates: [spo2()],
+    directory: root,
+    directoryOf: (index) => join(root, serials[index]!),
+    connect: ({ directory }) => {
+      seen.push(directory)
+      return enrolledDevice(endpoint, pki, directory)
+    },
+    retry: { baseDelayMs: 20 },
+    progress: () => undefined,
+  })
+  assert.equal(summary.accepted, summary.generated)
+  assert.deepEqual(seen, [join(root, 'PO-A'), join(root, 'PO-B')])
+  for (const serial of serials) assert.ok(existsSync(join(root, serial, 'queue')))
+  assert.ok(!existsSync(join(root, 'device-0')))
 })

@@ -15,7 +15,7 @@ import type { QueueOptions } from './queue.js'
 export interface SimulatedDevice {
   /** 0 for the first device, counting up. */
   index: number
-  /** `<directory>/device-<index>`; its queue lives in `queue/` inside it. */
+  /** `<directory>/device-<index>` (or what `directoryOf` says); its queue is `queue/` in it. */
   directory: string
 }
 
@@ -41,6 +41,11 @@ export interface SimulateOptions {
   templates: readonly Observation[]
   /** Directory holding one subdirectory per device. */
   directory: string
+  /**
+   * The directory of device `index`, when not `<directory>/device-<index>`: a fleet whose
+   * devices each have their own directory (by serial, say) keeps each queue with its device.
+   */
+  directoryOf?: (index: number) => string
   /** Opens a device's connection to Ward, enrolling it first if need be. */
   connect: (device: SimulatedDevice) => Promise<SimulatedConnection>
   /** Most readings per request. Default 100. */
@@ -97,7 +102,7 @@ export async function simulate(options: SimulateOptions): Promise<SimulationSumm
   const devices: RunningDevice[] = []
   try {
     for (let index = 0; index < options.devices; index++) {
-      const directory = join(options.directory, `device-${index}`)
+      const directory = options.directoryOf?.(index) ?? join(options.directory, `device-${index}`)
       const queue = await DurableQueue.open(join(directory, 'queue'), options.queue)
       let connection: SimulatedConnection
       try {

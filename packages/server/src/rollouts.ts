@@ -1,5 +1,3 @@
-import { WardError } from '@ward/core'
-
 import { auditEventTypes, type AuditEventInput } from './audit/index.js'
 import type { OperationContext } from './context.js'
 import { findDevice, findDeviceModel } from './devices/index.js'
@@ -42,11 +40,9 @@ export interface RolloutRequest {
   readonly reportDeadlineSeconds?: number
 }
 
-/** The catalog used until a release repository is given: it knows no release. */
-const noReleases: ReleaseCatalog = {
-  findRelease: async () => {
-    throw new WardError('ERR_NOT_FOUND', 'no such firmware release in this organization')
-  },
+/** What a device is told to move to: the offer and the TUF target name of its release. */
+export interface DeviceRolloutOffer extends RolloutOffer {
+  readonly target: string
 }
 
 /**
@@ -60,13 +56,14 @@ export class Rollouts {
   readonly #clock: () => Date
   readonly #slugs = new Map<string, string>()
 
-  constructor(ward: Ward, options: { releases?: ReleaseCatalog; clock?: () => Date } = {}) {
+  /** `releases` is where releases are looked up; Ward opens with its TUF repository there. */
+  constructor(ward: Ward, options: { releases: ReleaseCatalog; clock?: () => Date }) {
     this.#ward = ward
-    this.#releases = options.releases ?? noReleases
+    this.#releases = options.releases
     this.#clock = options.clock ?? (() => new Date())
   }
 
-  /** Makes `catalog` the place rollouts look releases up: the release repository. */
+  /** Makes `catalog` the place rollouts look releases up from now on. */
   useReleases(catalog: ReleaseCatalog): void {
     this.#releases = catalog
   }
@@ -151,19 +148,31 @@ export class Rollouts {
     return listRolloutDevices(this.#ward.store.db, organization.id, rolloutId)
   }
 
-  /** What the device endpoint answers a device asking which release to move to. */
+  /**
+   * What the device endpoint answers a device asking which release to move to: the offer with
+   * the release's TUF target name, looked up in the release catalog.
+   */
   async offer(
     context: OperationContext,
     organizationId: string,
     deviceId: string,
-  ): Promise<RolloutOffer | undefined> {
+  ): Promise<DeviceRolloutOffer | undefined> {
     // Asked on every cycle: only a device told for the first time needs a write (and its audit).
     const current = await currentOffer(this.#ward.store.db, organizationId, deviceId)
-    if (current === undefined || current.status !== 'pending') return current?.offer
-    return this.#actIn(context, organizationId, async (tx) => {
-      const { offer, changes } = await offerFor(tx, organizationId, deviceId, this.#clock())
-      return { result: offer, changes }
-    })
+    const offer =
+      current === undefined || current.status !== 'pending'
+        ? current?.offer
+        : await this.#actIn(context, organizationId, async (tx) => {
+            const { offer, changes } = await offerFor(tx, organizationId, deviceId, this.#clock())
+            return { result: offer, changes }
+          })
+    if (offer === undefined) return undefined
+    const release = await this.#releases.findRelease(
+      this.#ward.store.db,
+      organizationId,
+      offer.releaseId,
+    )
+    return { ...offer, target: release.targetName }
   }
 
   /** Records a device's status report (the body of `POST /v1/update-status`). */

@@ -42,7 +42,7 @@ import { Rollouts } from './rollouts.js'
 import { FhirReads, PatientReadingsReader } from './records/index.js'
 import { openStore, type Store, type Transaction } from './store/index.js'
 import { insertOrganization, listOrganizations, type Organization } from './tenancy/index.js'
-import { Updates } from './updates/index.js'
+import { Updates, repositoryReleaseCatalog } from './updates/index.js'
 
 /** Files in Ward's home directory. */
 export function homePaths(home: string) {
@@ -190,7 +190,7 @@ export class Ward {
     })
     this.fleet = new Fleet(this)
     this.updates = new Updates(this)
-    this.rollouts = new Rollouts(this)
+    this.rollouts = new Rollouts(this, { releases: repositoryReleaseCatalog })
     this.readings = new PatientReadingsReader(this)
     this.fhir = new FhirReads(this)
     this.people = new People(this)

@@ -17,8 +17,9 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
  *   handed over again until confirmed;
  * - `POST /v1/commands/<id>/result`: its signed confirmation of a wipe; answers the wipe
  *   certificate's id, the same one when confirmed again;
- * - `GET /v1/rollout`: `{ "update": { rollout, release, version } }` when a running rollout wants
- *   it to move to a release, `{ "update": null }` otherwise;
+ * - `GET /v1/rollout`: `{ "update": { rollout, release, version, target } }` when a running
+ *   rollout wants it to move to a release (`target`: the TUF target name to install),
+ *   `{ "update": null }` otherwise;
  * - `POST /v1/update-status`: `{ release, version, status, reason? }` as the update goes on.
  */
 export function registerLifecycleRoutes(
@@ -90,7 +91,12 @@ export function registerLifecycleRoutes(
       update:
         offer === undefined
           ? null
-          : { rollout: offer.rolloutId, release: offer.releaseId, version: offer.version },
+          : {
+              rollout: offer.rolloutId,
+              release: offer.releaseId,
+              version: offer.version,
+              target: offer.target,
+            },
     })
   })
 

@@ -459,6 +459,7 @@ for (const { dialect, skip } of dialects) {
         findRelease: async (_tx, _organization, releaseId) => ({
           id: releaseId,
           version: '2.1.0',
+          targetName: 'oximeter-2.1.0.bin',
           deviceModelIds: [model.id],
         }),
       }
@@ -478,7 +479,12 @@ for (const { dialect, skip } of dialects) {
       const offered = await httpsRequest(testWard.running.devices.url, '/v1/rollout', asDevice)
       assert.equal(offered.status, 200)
       assert.deepEqual(offered.json(), {
-        update: { rollout: rollout.id, release: 'oximeter-fw', version: '2.1.0' },
+        update: {
+          rollout: rollout.id,
+          release: 'oximeter-fw',
+          version: '2.1.0',
+          target: 'oximeter-2.1.0.bin',
+        },
       })
       const report = (body: unknown) =>
         httpsRequest(testWard.running.devices.url, '/v1/update-status', {

@@ -85,3 +85,4 @@ export {
   type StageCounts,
 } from './rollouts.js'
 export { rolloutPosition, stageFor } from './rollout-selection.js'
+export { repositoryReleaseCatalog } from './release-catalog.js'

@@ -130,7 +130,7 @@ for (const { dialect, skip } of dialects) {
 
     function release(version: string): string {
       const id = `oximeter-fw-${version}`
-      releases.set(id, { id, version, deviceModelIds: [oximeter.id] })
+      releases.set(id, { id, version, targetName: `${id}.bin`, deviceModelIds: [oximeter.id] })
       return id
     }
 
@@ -219,7 +219,12 @@ for (const { dialect, skip } of dialects) {
             await organizationId(),
             entry.deviceId,
           )
-          assert.deepEqual(offer, { rolloutId: rollout.id, releaseId, version })
+          assert.deepEqual(offer, {
+            rolloutId: rollout.id,
+            releaseId,
+            version,
+            target: `${releaseId}.bin`,
+          })
           await report(entry.deviceId, releaseId, version, 'downloading')
           await report(entry.deviceId, releaseId, version, 'installed')
           // Reporting the same status again is harmless.
@@ -361,6 +366,7 @@ for (const { dialect, skip } of dialects) {
         rolloutId: rollout.id,
         releaseId,
         version,
+        target: `${releaseId}.bin`,
       })
 
       const aborted = await rollouts.abort(operator, slug, rollout.id)
@@ -399,6 +405,7 @@ for (const { dialect, skip } of dialects) {
       releases.set('bad-version', {
         id: 'bad-version',
         version: '1.0',
+        targetName: 'bad-version.bin',
         deviceModelIds: [oximeter.id],
       })
       await assert.rejects(rollouts.create(operator, slug, { releaseId: 'bad-version' }), /SemVer/)

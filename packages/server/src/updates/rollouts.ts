@@ -14,12 +14,14 @@ import { rolloutPosition, stageFor } from './rollout-selection.js'
 export interface RolloutRelease {
   readonly id: string
   readonly version: string
+  /** The TUF target name of its image: what a device asks the repository for. */
+  readonly targetName: string
   readonly deviceModelIds: readonly string[]
 }
 
 /** Where rollouts find releases: the release repository implements this. */
 export interface ReleaseCatalog {
-  /** The organization's release `releaseId`; `ERR_NOT_FOUND` when it has none such. */
+  /** The organization's release `releaseId`; `ERR_RELEASE_NOT_FOUND` when it has none such. */
   findRelease(tx: Transaction, organizationId: string, releaseId: string): Promise<RolloutRelease>
 }
 
