@@ -39,6 +39,23 @@ export class AddressRateLimit {
     }
   }
 
+  /**
+   * Throws `ERR_RATE_LIMITED` as {@link take} would if `address` has used up its window
+   * already, without counting anything: for limits on outcomes, counted only once known.
+   */
+  check(address: string, now = Date.now()): void {
+    const window = this.#windows.get(address)
+    if (window === undefined || now - window.start >= this.#windowMs) return
+    if (window.count >= this.#limit) {
+      const retryAfterSeconds = Math.max(1, Math.ceil((window.start + this.#windowMs - now) / 1000))
+      throw new WardError(
+        'ERR_RATE_LIMITED',
+        `more than ${this.#limit} requests a minute from this address`,
+        { details: { retryAfterSeconds } },
+      )
+    }
+  }
+
   #forgetExpired(now: number) {
     for (const [address, window] of this.#windows) {
       if (now - window.start >= this.#windowMs) this.#windows.delete(address)

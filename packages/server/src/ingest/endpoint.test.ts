@@ -515,6 +515,33 @@ for (const { dialect, skip } of dialects) {
       for (const body of bodies) assert.ok(!body.includes(token) && !body.includes('SN-unknown'))
     })
 
+    test('answers 429 to an address past its refused enrollments, recording no more alerts', async () => {
+      const alerts = async () =>
+        (
+          await testWard.ward.store.db
+            .selectFrom('audit_entries')
+            .innerJoin('audit_logs', 'audit_logs.id', 'audit_entries.log_id')
+            .select('audit_entries.body')
+            .where('audit_logs.name', '=', acme.slug)
+            .execute()
+        ).filter((row) => Buffer.from(row.body).toString('utf8').includes('"110113"')).length
+      const before = await alerts()
+      const material = await makeDeviceCsr(testWard.directory, 'SN-flood')
+      const statuses: number[] = []
+      for (let i = 0; i < 12; i++) {
+        const answer = await httpsRequest(testWard.running.url, '/v1/enroll', {
+          serverName: acme.serverName,
+          ca: testWard.serverCaPem,
+          body: { serial: 'SN-flood', csr: material.csrPem, token: `ward_enr_${'A'.repeat(43)}` },
+        })
+        statuses.push(answer.status)
+      }
+      assert.equal(statuses.at(-1), 429)
+      const refused = statuses.filter((status) => status === 403).length
+      assert.ok(refused >= 1 && refused <= 10, statuses.join(','))
+      assert.equal((await alerts()) - before, refused)
+    })
+
     test("serves the device CA: the API certificate devices check Ward's server against", async () => {
       const answer = await httpsRequest(testWard.running.url, '/v1/device-ca/acme', {
         serverName: 'localhost',

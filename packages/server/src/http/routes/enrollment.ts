@@ -8,6 +8,7 @@ import { WardError, isWardError } from '@ward/core'
 import type { Enrollment, EnrollmentProof } from '../../fleet.js'
 import { findOrganization, slugOfServerName } from '../../tenancy/index.js'
 import type { Ward } from '../../ward.js'
+import { AddressRateLimit } from '../rate-limit.js'
 
 // Longest PEM accepted for a certificate request, and for a factory certificate chain.
 const maxCsrLength = 16_384
@@ -39,8 +40,23 @@ interface EnrollmentRequest {
  * stations; a device that fetches it itself trusts whatever answered on first use, so devices
  * should be provisioned with it out of band.
  */
+/**
+ * Refused enrollments one address may have a minute; past that, its attempts are answered 429
+ * without being tried. Each refusal is a security alert in the organization's audit log, so
+ * this keeps anyone who can reach the API from filling a log with them, while a factory line
+ * enrolling many devices from one address is never slowed.
+ */
+export const refusedEnrollmentsPerMinute = 10
+
 export function enrollmentRoutes(app: FastifyInstance, ward: Ward): void {
+  const refusals = new AddressRateLimit(refusedEnrollmentsPerMinute)
   app.post('/v1/enroll', async (request, reply) => {
+    try {
+      refusals.check(request.ip)
+    } catch (error) {
+      reply.header('retry-after', String((error as WardError).details['retryAfterSeconds']))
+      throw error
+    }
     const enrollment = enrollmentRequest(request.body)
     const slug = enrollment.organization ?? serverNameSlug(request, ward.config.hostName)
     let enrolled: Enrollment
@@ -59,6 +75,11 @@ export function enrollmentRoutes(app: FastifyInstance, ward: Ward): void {
     } catch (error) {
       if (!isWardError(error) || error.code === 'ERR_STORE_UNAVAILABLE') throw error
       request.log.warn({ code: error.code, address: request.ip }, 'enrollment refused')
+      try {
+        refusals.take(request.ip)
+      } catch {
+        // Over the limit now: the next attempt from this address is answered 429.
+      }
       throw new WardError('ERR_ENROLLMENT_REFUSED', 'enrollment refused for this device')
     }
     return reply.status(201).send(enrolled)
