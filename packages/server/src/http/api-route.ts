@@ -233,12 +233,13 @@ export function registerApiRoutes(
           ? {}
           : { querystring: route.schema.querystring }),
         ...(route.schema.body === undefined ? {} : { body: route.schema.body }),
+        // A route may answer its errors in another shape (the FHIR API: OperationOutcome).
         response: {
-          ...route.schema.response,
           400: ProblemSchema,
           401: ProblemSchema,
           403: ProblemSchema,
           404: ProblemSchema,
+          ...route.schema.response,
         },
       },
       schemaErrorFormatter: schemaError,

@@ -72,6 +72,25 @@ const BundleOut = Type.Object(
   { additionalProperties: true },
 )
 
+const OperationOutcomeOut = Type.Object({
+  resourceType: Type.Literal('OperationOutcome'),
+  issue: Type.Array(
+    Type.Object({
+      severity: Type.String(),
+      code: Type.String(),
+      diagnostics: Type.String(),
+      expression: Type.Optional(Type.Array(Type.String())),
+    }),
+  ),
+})
+const errors = {
+  400: OperationOutcomeOut,
+  401: OperationOutcomeOut,
+  403: OperationOutcomeOut,
+  404: OperationOutcomeOut,
+  410: OperationOutcomeOut,
+}
+
 /** Default purposes of use of the FHIR routes for the roles that read for another purpose. */
 const clinicalPurposes = { patient: 'PATRQT', support: 'HSYSADMIN' } as const
 
@@ -103,7 +122,7 @@ export const fhirRoutes: readonly ApiRoute[] = [
     summary: 'FHIR read of a Patient by pseudonym; name and birth date only for their carers',
     tag: 'fhir',
     params: IdParams,
-    response: { 200: FhirResourceOut },
+    response: { 200: FhirResourceOut, ...errors },
     resolve: (ward, params) => patientIn(ward, params.organization, params.id),
     handle: async (call) =>
       fhir(
@@ -123,7 +142,7 @@ export const fhirRoutes: readonly ApiRoute[] = [
     tag: 'fhir',
     params: BaseParams,
     querystring: searchQuery(['_id', 'identifier', '_count']),
-    response: { 200: BundleOut },
+    response: { 200: BundleOut, ...errors },
     resolve: async (ward, params, _principal, query) => {
       const id = single('Patient', query, '_id')
       if (id !== undefined && !/^[A-Za-z0-9\-.]{1,64}$/.test(id)) {
@@ -150,7 +169,7 @@ export const fhirRoutes: readonly ApiRoute[] = [
     summary: 'FHIR read of one reading, as the Observation the device sent',
     tag: 'fhir',
     params: IdParams,
-    response: { 200: FhirResourceOut },
+    response: { 200: FhirResourceOut, ...errors },
     resolve: async (ward, params) => {
       const organization = await organizationOf(ward, params.organization)
       const row = await findReadingRow(ward.store.db, organization.id, params.id)
@@ -179,7 +198,7 @@ export const fhirRoutes: readonly ApiRoute[] = [
     tag: 'fhir',
     params: BaseParams,
     querystring: searchQuery(['patient', 'date', 'code', '_count', '_sort', '_cursor']),
-    response: { 200: BundleOut },
+    response: { 200: BundleOut, ...errors },
     resolve: (ward, params, _principal, query) =>
       patientIn(ward, params.organization, patientParameter('Observation', query)),
     handle: async (call) =>
@@ -194,7 +213,7 @@ export const fhirRoutes: readonly ApiRoute[] = [
     summary: 'FHIR read of a Device by id, with its patient when assigned to one',
     tag: 'fhir',
     params: IdParams,
-    response: { 200: FhirResourceOut },
+    response: { 200: FhirResourceOut, ...errors },
     resolve: async (ward, params) => {
       const organization = await organizationOf(ward, params.organization)
       const device = await findDevice(ward.store.db, organization.id, params.id).catch(hide)
@@ -228,7 +247,7 @@ export const fhirRoutes: readonly ApiRoute[] = [
     tag: 'fhir',
     params: BaseParams,
     querystring: searchQuery(['patient', '_count']),
-    response: { 200: BundleOut },
+    response: { 200: BundleOut, ...errors },
     resolve: (ward, params, _principal, query) =>
       patientIn(ward, params.organization, patientParameter('Device', query)),
     handle: async (call) =>
@@ -243,7 +262,7 @@ export const fhirRoutes: readonly ApiRoute[] = [
     tag: 'fhir',
     params: BaseParams,
     querystring: searchQuery(['date', 'patient', 'entity', '_count', '_sort', '_cursor']),
-    response: { 200: BundleOut },
+    response: { 200: BundleOut, ...errors },
     resolve: async (ward, params) => {
       const organization = await organizationOf(ward, params.organization)
       return { organization, resource: { type: 'audit-log', organizationId: organization.id } }
@@ -355,7 +374,7 @@ export function registerFhirRoutes(
         summary: 'The CapabilityStatement of the FHIR API: what it serves and how',
         tags: ['fhir'],
         params: BaseParams,
-        response: { 200: FhirResourceOut },
+        response: { 200: FhirResourceOut, ...errors },
       },
     },
     async (request, reply) => {
