@@ -152,6 +152,8 @@ for (const { dialect, skip } of dialects) {
         [`Observation?patient=${patient}&_count=5000`, '_count'],
         [`Observation?patient=${patient}&date=yesterday`, 'date'],
         [`Observation?patient=${patient}&date=ap2026-01-01`, 'date'],
+        [`Observation?patient=${patient}&date=ge2026-01-01&date=le2026-02-01&date=2026`, 'date'],
+        [`Observation?patient=${patient}&date=ge2026-02-01&date=lt2026-01-01`, 'date'],
         [`Observation?patient=${patient}&code=8867-4`, 'code'],
         [`Observation?patient=${patient}&_sort=value`, '_sort'],
         [`Observation?patient=${patient}&_cursor=not-a-cursor`, '_cursor'],

@@ -44,7 +44,7 @@ const BaseParams = Type.Object({ organization: Slug }, strict)
 // so that the domain can name them.
 const Value = Type.Union([
   Type.String({ maxLength: 1000 }),
-  Type.Array(Type.String({ maxLength: 1000 }), { maxItems: 2 }),
+  Type.Array(Type.String({ maxLength: 1000 }), { maxItems: 20 }),
 ])
 const searchQuery = (names: readonly string[]) =>
   Type.Object(Object.fromEntries(names.map((name) => [name, Type.Optional(Value)])), {
