@@ -198,8 +198,9 @@ const purposeHeader = 'x-purpose-of-use'
  *
  * 1. on request, before the body is read: authenticate, or 401 `ERR_UNAUTHENTICATED`;
  * 2. the framework checks params, query and body against the route's schemas (400);
- * 3. before the handler: resolve the resource (404 when there is none), read the purpose of
- *    use, gather the policy's facts and ask {@link decide}. `deny.no-grant` for a resource of
+ * 3. before the handler: resolve the resource from the path (a search: from its query; 404
+ *    when there is none), read the purpose of use (the header, else the route's default for
+ *    the principal's role), gather the policy's facts and ask {@link decide}. `deny.no-grant` for a resource of
  *    an organization answers 404 exactly as a resource that does not exist; any other denial
  *    is 403 `ERR_ACCESS_DENIED` naming the rule;
  * 4. the handler runs with an OperationContext whose `policyRule` is the deciding rule, which

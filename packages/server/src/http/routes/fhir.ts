@@ -91,8 +91,17 @@ const errors = {
   410: OperationOutcomeOut,
 }
 
-/** Default purposes of use of the FHIR routes for the roles that read for another purpose. */
-const clinicalPurposes = { patient: 'PATRQT', support: 'HSYSADMIN' } as const
+/**
+ * Default purposes of use of the clinical FHIR routes by role. Carers come first: a clinician
+ * who is also a patient reads others for treatment by default, and names PATRQT to read
+ * themself.
+ */
+const clinicalPurposes = {
+  clinician: 'TREAT',
+  'care-coordinator': 'TREAT',
+  patient: 'PATRQT',
+  support: 'HSYSADMIN',
+} as const
 
 /**
  * The FHIR R4 API of each organization, under `/v1/organizations/<org>/fhir/`, as routes of
