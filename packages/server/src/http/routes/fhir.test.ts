@@ -381,3 +381,86 @@ for (const { dialect, skip } of dialects) {
     })
   })
 }
+
+for (const { dialect, skip } of dialects) {
+  describe(`FHIR API with real sign-in and API tokens on ${dialect}`, { skip }, () => {
+    const fixture = new AccessFixture()
+    const password = 'copper meadow whistles slowly'
+
+    before(async () => {
+      // No test principals: Ward's own sessions and API tokens authenticate every request.
+      await fixture.start(dialect, { authenticate: null })
+    })
+    after(async () => {
+      await fixture.stop()
+    })
+
+    const post = async (path: string, body: unknown, token?: string) =>
+      fixture.call(
+        'POST',
+        path,
+        undefined,
+        body,
+        token === undefined ? {} : { authorization: `Bearer ${token}` },
+      )
+
+    test('an EHR integration reads FHIR with a token scoped fhir:read, and only with it', async () => {
+      const ward = fixture.running.ward
+      const created = await ward.people.createUser(systemContext('test'), {
+        organizationId: fixture.alpha.id,
+        loginName: 'ehr.clinician',
+        roles: ['clinician'],
+      })
+      assert.equal(
+        (await post('/auth/setup', { setupToken: created.setupToken, password })).status,
+        204,
+      )
+      await fixture.access.addMember(
+        systemContext('test'),
+        fixture.alpha,
+        fixture.team,
+        created.user.id,
+      )
+      const signIn = await post('/auth/sign-in', {
+        login: 'ehr.clinician',
+        password,
+        mode: 'bearer',
+      })
+      assert.equal(signIn.status, 200, signIn.text)
+      const session = (signIn.json as { token: string }).token
+      const issue = async (scopes: string[]) => {
+        const answer = await post('/auth/tokens', { label: 'EHR feed', scopes, days: 1 }, session)
+        assert.equal(answer.status, 201, answer.text)
+        return (answer.json as { token: string }).token
+      }
+      const fhirToken = await issue(['fhir:read'])
+      const otherToken = await issue(['observations:read'])
+
+      const path = `${base}/Observation?patient=${fixture.own.pseudonym}`
+      const read = (token: string) =>
+        fixture.call('GET', path, undefined, undefined, { authorization: `Bearer ${token}` })
+      const allowed = await read(fhirToken)
+      assert.equal(allowed.status, 200, allowed.text)
+      assert.equal((allowed.json as Bundle).entry.length, 3)
+      const refused = await read(otherToken)
+      assert.equal(refused.status, 403)
+      assert.match(refused.text, /deny\.token-scope/)
+      // The session itself reads too; a bad token is 401.
+      assert.equal((await read(session)).status, 200)
+      assert.equal((await read(`ward_at_${'A'.repeat(43)}`)).status, 401)
+
+      const events = await fixture.auditEvents('alpha')
+      const last = events.filter((event) => event.subtype.code === 'fhir.observation.search')
+      assert.deepEqual(
+        last.map((event) => [event.policy.rule, event.purposeOfUse.join(), event.agent[0]?.who]),
+        [
+          ['clinician.care-team', 'TREAT', created.user.id],
+          ['clinician.care-team', 'TREAT', created.user.id],
+        ],
+      )
+      for (const secret of [password, fhirToken, otherToken, session]) {
+        assert.ok(!fixture.logLines.join('\n').includes(secret), 'no credential in the log')
+      }
+    })
+  })
+}
