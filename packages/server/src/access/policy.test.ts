@@ -38,6 +38,15 @@ const situations = {
     facts: noFacts,
   },
   device: { resource: { type: 'device', organizationId: orgA }, facts: noFacts },
+  // Devices assigned to a patient, as the FHIR Device read resolves them.
+  'care-team-device': {
+    resource: { type: 'device', organizationId: orgA, patientPseudonym: ownPatient },
+    facts: facts({ careTeamPatients: [ownPatient], careTeams: [ownTeam] }),
+  },
+  'self-device': {
+    resource: { type: 'device', organizationId: orgA, patientPseudonym: self },
+    facts: noFacts,
+  },
   'care-team-patient': {
     resource: { type: 'patient', organizationId: orgA, patientPseudonym: ownPatient },
     facts: facts({ careTeamPatients: [ownPatient], careTeams: [ownTeam] }),
@@ -74,8 +83,38 @@ const allSituations = Object.keys(situations) as Situation[]
 
 /** Situations by the kind of resource, inside organization A. */
 const org: Situation[] = ['organization']
-const device: Situation[] = ['device']
+const device: Situation[] = ['device', 'care-team-device', 'self-device']
 const admin: PurposeOfUse[] = ['HSYSADMIN', 'HOPERAT']
+const patients: Situation[] = ['care-team-patient', 'other-patient', 'emergency-patient', 'self']
+const fhirClinical: Action[] = [
+  'fhir.patient.read',
+  'fhir.patient.identity',
+  'fhir.observation.read',
+  'fhir.device.read',
+]
+
+/** The FHIR API's rows of {@link expected}, per role. */
+const fhirExpected: Partial<Record<Role, Allowance[]>> = {
+  patient: [
+    [fhirClinical, ['PATRQT'], ['self']],
+    [['fhir.device.read'], ['PATRQT'], ['self-device']],
+  ],
+  clinician: [
+    [fhirClinical, ['TREAT'], ['care-team-patient']],
+    [fhirClinical, ['ETREAT'], ['emergency-patient']],
+    [['fhir.device.read'], ['TREAT'], ['care-team-device']],
+  ],
+  'care-coordinator': [
+    [fhirClinical, ['TREAT', 'CAREMGT'], ['care-team-patient']],
+    [['fhir.device.read'], ['TREAT', 'CAREMGT'], ['care-team-device']],
+  ],
+  support: [
+    [['fhir.patient.read', 'fhir.device.read'], admin, patients],
+    [['fhir.device.read'], admin, device],
+  ],
+  'privacy-officer': [[['fhir.audit-event.search'], ['HOPERAT'], ['audit-log']]],
+  auditor: [[['fhir.audit-event.search'], ['HOPERAT'], ['audit-log']]],
+}
 
 /** [actions, purposes, situations]: what a role may do, for which purposes, where. */
 type Allowance = [readonly Action[], readonly PurposeOfUse[], readonly Situation[]]
@@ -175,7 +214,7 @@ function principal(granted: Role | Role[], extra: Partial<Principal> = {}): Prin
 }
 
 function isExpected(role: Role, action: Action, purpose: PurposeOfUse, situation: Situation) {
-  return expected[role].some(
+  return [...expected[role], ...(fhirExpected[role] ?? [])].some(
     ([allowedActions, purposes, places]) =>
       allowedActions.includes(action) && purposes.includes(purpose) && places.includes(situation),
   )
@@ -218,7 +257,7 @@ describe('access policy', () => {
       }
     }
     assert.deepEqual(wrong, [])
-    const listed = Object.values(expected)
+    const listed = [...Object.values(expected), ...Object.values(fhirExpected)]
       .flat()
       .reduce((sum, [a, p, places]) => sum + a.length * p.length * places.length, 0)
     assert.equal(allowed, listed, 'every listed allowance is allowed, once')
@@ -229,10 +268,38 @@ describe('access policy', () => {
       if (role === 'patient' || role === 'clinician' || role === 'care-coordinator') continue
       for (const purpose of purposesOfUse) {
         for (const situation of allSituations) {
-          assert.equal(ask(principal(role), 'observation.read', purpose, situation).allowed, false)
+          for (const action of ['observation.read', 'fhir.observation.read'] as const) {
+            assert.equal(ask(principal(role), action, purpose, situation).allowed, false)
+          }
+          assert.equal(
+            ask(principal(role), 'fhir.patient.identity', purpose, situation).allowed,
+            false,
+          )
         }
       }
     }
+  })
+
+  test('an API token reads FHIR with scope fhir:read, AuditEvent only with fhir:audit', () => {
+    const token = (scopes: string[]) =>
+      principal('clinician', { method: 'api-token', mfaVerified: false, scopes })
+    const read = ask(token(['fhir:read']), 'fhir.observation.read', 'TREAT', 'care-team-patient')
+    assert.equal(read.rule, 'clinician.care-team')
+    for (const action of fhirClinical) {
+      assert.equal(
+        ask(token(['fhir:audit']), action, 'TREAT', 'care-team-patient').rule,
+        'deny.token-scope',
+      )
+    }
+    // A scope for one action covers that action only.
+    assert.equal(
+      ask(token(['fhir.device.read']), 'fhir.observation.read', 'TREAT', 'care-team-patient').rule,
+      'deny.token-scope',
+    )
+    assert.equal(
+      ask(token(['observation.read']), 'fhir.observation.read', 'TREAT', 'care-team-patient').rule,
+      'deny.token-scope',
+    )
   })
 
   test('nothing is allowed on another organization, whatever the facts say', () => {

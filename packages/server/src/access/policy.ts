@@ -28,6 +28,13 @@ export const actions = [
   'break-glass.review',
   'observation.read',
   'audit-log.read',
+  // The FHIR API (http/routes/fhir.ts). Reads and searches of one resource type share an
+  // action: a search names one patient, so it is decided on that patient as a read is.
+  'fhir.patient.read',
+  'fhir.patient.identity',
+  'fhir.observation.read',
+  'fhir.device.read',
+  'fhir.audit-event.search',
 ] as const
 
 export type Action = (typeof actions)[number]
@@ -134,6 +141,28 @@ const resourceTypes: Readonly<Record<Action, readonly ResourceType[]>> = {
   'break-glass.review': ['organization', 'break-glass-grant'],
   'observation.read': ['patient'],
   'audit-log.read': ['audit-log'],
+  'fhir.patient.read': ['patient'],
+  'fhir.patient.identity': ['patient'],
+  'fhir.observation.read': ['patient'],
+  'fhir.device.read': ['device', 'patient'],
+  'fhir.audit-event.search': ['audit-log'],
+}
+
+/**
+ * API token scopes that stand for several actions, besides each action's own name. Token
+ * scopes are issued as `name:name` (no dots), so an integration holds `fhir:read` rather than
+ * the action names themselves.
+ */
+const tokenScopes: Readonly<Partial<Record<Action, readonly string[]>>> = {
+  'fhir.patient.read': ['fhir:read'],
+  'fhir.patient.identity': ['fhir:read'],
+  'fhir.observation.read': ['fhir:read'],
+  'fhir.device.read': ['fhir:read'],
+  'fhir.audit-event.search': ['fhir:audit'],
+}
+
+function tokenMayDo(scopes: readonly string[], action: Action): boolean {
+  return scopes.includes(action) || (tokenScopes[action] ?? []).some((s) => scopes.includes(s))
 }
 
 /** Purposes of use that administrative actions are done for. */
@@ -166,11 +195,65 @@ const fleet = (name: string): Permission => ({
   name,
 })
 
+const fhirCare = (purposes: readonly PurposeOfUse[]): readonly Permission[] => [
+  { scope: 'care-team-patient', purposes, name: 'care-team' },
+]
+const fhirEmergency: Permission = {
+  scope: 'emergency-grant',
+  purposes: ['ETREAT'],
+  name: 'emergency-access',
+}
+const fhirSelf: Permission = { scope: 'self', purposes: ['PATRQT'], name: 'own-record' }
+
+/**
+ * The FHIR API's permissions, merged into {@link permissions}. Clinicians and care
+ * coordinators read their care teams' patients, identity included, clinicians also a patient
+ * under an open emergency grant; a patient reads themself; support reads devices and
+ * pseudonymous Patients (never identity or Observations); auditors and privacy officers
+ * search AuditEvent and read nothing clinical.
+ */
+const fhirPermissions: Readonly<
+  Partial<Record<Role, Partial<Record<Action, readonly Permission[]>>>>
+> = {
+  patient: {
+    'fhir.patient.read': [fhirSelf],
+    'fhir.patient.identity': [fhirSelf],
+    'fhir.observation.read': [fhirSelf],
+    'fhir.device.read': [fhirSelf],
+  },
+  clinician: {
+    'fhir.patient.read': [...fhirCare(['TREAT']), fhirEmergency],
+    'fhir.patient.identity': [...fhirCare(['TREAT']), fhirEmergency],
+    'fhir.observation.read': [...fhirCare(['TREAT']), fhirEmergency],
+    'fhir.device.read': [...fhirCare(['TREAT']), fhirEmergency],
+  },
+  'care-coordinator': {
+    'fhir.patient.read': fhirCare(['TREAT', 'CAREMGT']),
+    'fhir.patient.identity': fhirCare(['TREAT', 'CAREMGT']),
+    'fhir.observation.read': fhirCare(['TREAT', 'CAREMGT']),
+    'fhir.device.read': fhirCare(['TREAT', 'CAREMGT']),
+  },
+  support: {
+    'fhir.patient.read': [fleet('device-support')],
+    'fhir.device.read': [fleet('device-support')],
+  },
+  'privacy-officer': {
+    'fhir.audit-event.search': [
+      { scope: 'organization', purposes: ['HOPERAT'], name: 'audit-review' },
+    ],
+  },
+  auditor: {
+    'fhir.audit-event.search': [
+      { scope: 'organization', purposes: ['HOPERAT'], name: 'audit-evidence' },
+    ],
+  },
+}
+
 /**
  * The role/action table (README, "Roles and access"). Anything not listed is denied. A role's
  * permissions for one action are tried in order; the first that holds allows.
  */
-const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permission[]>>>> = {
+const basePermissions: Readonly<Record<Role, Partial<Record<Action, readonly Permission[]>>>> = {
   patient: {
     'observation.read': [{ scope: 'self', purposes: ['PATRQT'], name: 'own-record' }],
   },
@@ -256,6 +339,14 @@ const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permiss
   },
 }
 
+const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permission[]>>>> =
+  Object.fromEntries(
+    Object.entries(basePermissions).map(([role, byAction]) => [
+      role,
+      { ...byAction, ...fhirPermissions[role as Role] },
+    ]),
+  ) as Record<Role, Partial<Record<Action, readonly Permission[]>>>
+
 /**
  * Decides whether `request.principal` may do `request.action` on `request.resource` for
  * `request.purposeOfUse`. Deny by default; the checks run in this order and the first that
@@ -265,7 +356,8 @@ const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permiss
  * 2. `deny.mfa-required` — the principal holds a privileged role (in any organization) and
  *    this credential has not passed a second factor. API tokens never have, so a token acting
  *    for a person with a privileged role is refused everything here.
- * 3. `deny.token-scope` — an API token whose scopes do not include the action.
+ * 3. `deny.token-scope` — an API token whose scopes include neither the action nor a scope
+ *    standing for it (`fhir:read`, `fhir:audit`).
  * 4. `deny.no-grant` — no role in the resource's organization (or, for platform resources, no
  *    platform role). Callers answer this one as "not found", since the resource is not theirs
  *    to know of.
@@ -285,7 +377,7 @@ export function decide(request: AccessRequest): AccessDecision {
   if (!principal.mfaVerified && principal.grants.some((grant) => privilegedRoles.has(grant.role))) {
     return deny('deny.mfa-required')
   }
-  if (principal.method === 'api-token' && !(principal.scopes ?? []).includes(action)) {
+  if (principal.method === 'api-token' && !tokenMayDo(principal.scopes ?? [], action)) {
     return deny('deny.token-scope')
   }
 

@@ -15,6 +15,7 @@ import {
   type Principal,
   type PurposeOfUse,
   type Resource,
+  type Role,
 } from '../access/index.js'
 import type { OperationContext } from '../context.js'
 import type { Device } from '../devices/index.js'
@@ -55,10 +56,11 @@ export interface RouteCall<P, Q, B> {
   readonly resolved: Resolved
 }
 
-/** A route's answer: status and body. */
+/** A route's answer: status, body and, when not JSON, its media type. */
 export interface RouteAnswer {
   readonly status: number
   readonly body: unknown
+  readonly contentType?: string
 }
 
 /** One route under the policy, as the route table lists it. */
@@ -68,6 +70,12 @@ export interface ApiRoute {
   readonly action: Action
   /** The purpose of use assumed when the request names none in `x-purpose-of-use`. */
   readonly purposeOfUse: PurposeOfUse
+  /**
+   * Where a role acts for another purpose than {@link purposeOfUse} by default: the purpose
+   * assumed for a principal holding that role in its organization (the first listed that it
+   * holds). A purpose named in the header still wins.
+   */
+  readonly purposeOfUseByRole?: Readonly<Partial<Record<Role, PurposeOfUse>>>
   readonly summary: string
   readonly tag: string
   readonly schema: {
@@ -76,8 +84,11 @@ export interface ApiRoute {
     readonly body?: TSchema
     readonly response: Readonly<Record<number, TSchema>>
   }
-  /** Finds the resource the request is about; throws {@link hiddenResource} when it is not. */
-  resolve(ward: Ward, params: unknown, principal: Principal): Promise<Resolved>
+  /**
+   * Finds the resource the request is about; throws {@link hiddenResource} when it is not.
+   * Searches find it from the query.
+   */
+  resolve(ward: Ward, params: unknown, principal: Principal, query: unknown): Promise<Resolved>
   handle(call: RouteCall<unknown, unknown, unknown>): Promise<RouteAnswer>
 }
 
@@ -91,13 +102,19 @@ export function apiRoute<
   url: string
   action: Action
   purposeOfUse: PurposeOfUse
+  purposeOfUseByRole?: Partial<Record<Role, PurposeOfUse>>
   summary: string
   tag: string
   params?: P
   querystring?: Q
   body?: B
   response: Record<number, TSchema>
-  resolve: (ward: Ward, params: Static<P>, principal: Principal) => Promise<Resolved>
+  resolve: (
+    ward: Ward,
+    params: Static<P>,
+    principal: Principal,
+    query: Static<Q>,
+  ) => Promise<Resolved>
   handle: (call: RouteCall<Static<P>, Static<Q>, Static<B>>) => Promise<RouteAnswer>
 }): ApiRoute {
   return {
@@ -105,6 +122,9 @@ export function apiRoute<
     url: spec.url,
     action: spec.action,
     purposeOfUse: spec.purposeOfUse,
+    ...(spec.purposeOfUseByRole === undefined
+      ? {}
+      : { purposeOfUseByRole: spec.purposeOfUseByRole }),
     summary: spec.summary,
     tag: spec.tag,
     schema: {
@@ -113,7 +133,8 @@ export function apiRoute<
       ...(spec.body === undefined ? {} : { body: spec.body }),
       response: spec.response,
     },
-    resolve: (ward, params, principal) => spec.resolve(ward, params as Static<P>, principal),
+    resolve: (ward, params, principal, query) =>
+      spec.resolve(ward, params as Static<P>, principal, query as Static<Q>),
     handle: (call) => spec.handle(call as RouteCall<Static<P>, Static<Q>, Static<B>>),
   }
 }
@@ -177,8 +198,9 @@ const purposeHeader = 'x-purpose-of-use'
  *
  * 1. on request, before the body is read: authenticate, or 401 `ERR_UNAUTHENTICATED`;
  * 2. the framework checks params, query and body against the route's schemas (400);
- * 3. before the handler: resolve the resource (404 when there is none), read the purpose of
- *    use, gather the policy's facts and ask {@link decide}. `deny.no-grant` for a resource of
+ * 3. before the handler: resolve the resource from the path (a search: from its query; 404
+ *    when there is none), read the purpose of use (the header, else the route's default for
+ *    the principal's role), gather the policy's facts and ask {@link decide}. `deny.no-grant` for a resource of
  *    an organization answers 404 exactly as a resource that does not exist; any other denial
  *    is 403 `ERR_ACCESS_DENIED` naming the rule;
  * 4. the handler runs with an OperationContext whose `policyRule` is the deciding rule, which
@@ -212,12 +234,13 @@ export function registerApiRoutes(
           ? {}
           : { querystring: route.schema.querystring }),
         ...(route.schema.body === undefined ? {} : { body: route.schema.body }),
+        // A route may answer its errors in another shape (the FHIR API: OperationOutcome).
         response: {
-          ...route.schema.response,
           400: ProblemSchema,
           401: ProblemSchema,
           403: ProblemSchema,
           404: ProblemSchema,
+          ...route.schema.response,
         },
       },
       schemaErrorFormatter: schemaError,
@@ -231,7 +254,7 @@ export function registerApiRoutes(
       preHandler: async (request) => {
         const principal = principals.get(request) as Principal
         const offered = request.headers[purposeHeader]
-        const purposeOfUse = offered === undefined ? route.purposeOfUse : offered
+        const purposeOfUse = offered === undefined ? defaultPurpose(route, principal) : offered
         if (!isPurposeOfUse(purposeOfUse)) {
           throw new WardError(
             'ERR_INPUT_INVALID',
@@ -239,7 +262,7 @@ export function registerApiRoutes(
             { details: { field: purposeHeader } },
           )
         }
-        const resolved = await route.resolve(ward, request.params, principal)
+        const resolved = await route.resolve(ward, request.params, principal, request.query)
         const facts = await access.facts(principal, resolved.resource)
         const decision = decide({
           principal,
@@ -298,8 +321,22 @@ export function registerApiRoutes(
           query: request.query,
           body: request.body,
         })
+        if (answer.contentType !== undefined) reply.type(answer.contentType)
         return (reply as FastifyReply).code(answer.status).send(answer.body)
       },
     })
   }
+}
+
+/** The purpose of use a request naming none is taken to have. */
+function defaultPurpose(route: ApiRoute, principal: Principal): PurposeOfUse {
+  const byRole = route.purposeOfUseByRole
+  if (byRole === undefined) return route.purposeOfUse
+  for (const [role, purpose] of Object.entries(byRole) as [Role, PurposeOfUse][]) {
+    const holds = principal.grants.some(
+      (grant) => grant.role === role && grant.organizationId === principal.organizationId,
+    )
+    if (holds) return purpose
+  }
+  return route.purposeOfUse
 }

@@ -8,6 +8,10 @@ import { standardDeviceModels } from '../devices/index.js'
 import type { Organization } from '../tenancy/index.js'
 import type { Patient } from '../records/index.js'
 import { apiRoutes } from './routes/api.js'
+import { fhirRoutes } from './routes/fhir.js'
+
+/** Every route under the policy: the route table and the FHIR API. */
+const routes = [...apiRoutes, ...fhirRoutes]
 
 /**
  * The four situations every route is tried in, for every role:
@@ -105,6 +109,45 @@ const matrix: Record<string, Record<Role, string>> = {
     'care-coordinator': 'AHAD',
   }),
   'GET /v1/me/observations': row({ patient: 'AAAA' }, 'DDDD', 'DDDD'),
+
+  // The FHIR API. Patient, Observation and the Device search name patient `own` in
+  // ownOrganization; the Device read there is of an unassigned device. Support reads Patients
+  // without identity and Devices, never Observations; AuditEvent is for the audit roles.
+  'GET /v1/organizations/:organization/fhir/Patient/:id': row({
+    patient: 'AHAD',
+    clinician: 'AHAD',
+    'care-coordinator': 'AHAD',
+    support: 'AHAA',
+  }),
+  'GET /v1/organizations/:organization/fhir/Patient': row({
+    patient: 'AHAD',
+    clinician: 'AHAD',
+    'care-coordinator': 'AHAD',
+    support: 'AHAA',
+  }),
+  'GET /v1/organizations/:organization/fhir/Observation/:id': row({
+    patient: 'AHAD',
+    clinician: 'AHAD',
+    'care-coordinator': 'AHAD',
+  }),
+  'GET /v1/organizations/:organization/fhir/Observation': row({
+    patient: 'AHAD',
+    clinician: 'AHAD',
+    'care-coordinator': 'AHAD',
+  }),
+  'GET /v1/organizations/:organization/fhir/Device/:id': row({
+    patient: 'DHAD',
+    clinician: 'DHAD',
+    'care-coordinator': 'DHAD',
+    support: 'AHAA',
+  }),
+  'GET /v1/organizations/:organization/fhir/Device': row({
+    patient: 'AHAD',
+    clinician: 'AHAD',
+    'care-coordinator': 'AHAD',
+    support: 'AHAA',
+  }),
+  'GET /v1/organizations/:organization/fhir/AuditEvent': org(['privacy-officer', 'auditor']),
 }
 
 /** Rows for a route of an organization that `allowed` may use everywhere in it. */
@@ -130,7 +173,24 @@ function row(
 /** The URL parameters, body and purpose-of-use header of one request in one context. */
 interface Prepared {
   readonly params: Record<string, string>
+  readonly query?: Record<string, string>
   readonly body?: unknown
+}
+
+/** The error code of an answer: problem details' `code`, or an OperationOutcome's first. */
+function errorCode(json: unknown): string | undefined {
+  const body = json as Record<string, unknown> | undefined
+  if (typeof body?.['code'] === 'string') return body['code']
+  const issue = (body?.['issue'] as { diagnostics?: string }[] | undefined)?.[0]
+  return issue?.diagnostics?.split(':')[0]
+}
+
+/** The error message of an answer, either way. */
+function errorDetail(json: unknown): string | undefined {
+  const body = json as Record<string, unknown> | undefined
+  if (typeof body?.['detail'] === 'string') return body['detail']
+  const issue = (body?.['issue'] as { diagnostics?: string }[] | undefined)?.[0]
+  return issue?.diagnostics?.split(': ').slice(1).join(': ')
 }
 
 for (const { dialect, skip } of dialects) {
@@ -220,19 +280,47 @@ for (const { dialect, skip } of dialects) {
             params: { ...base, grant: (await fixture.grant(patient)).id },
             body: { outcome: 'justified' },
           }
+        // The FHIR API.
+        case 'GET /v1/organizations/:organization/fhir/Patient/:id':
+          return { params: { ...base, id: patient.pseudonym } }
+        case 'GET /v1/organizations/:organization/fhir/Patient':
+          return { params: base, query: { _id: patient.pseudonym } }
+        case 'GET /v1/organizations/:organization/fhir/Observation/:id':
+          return { params: { ...base, id: await observationOf(patient) } }
+        case 'GET /v1/organizations/:organization/fhir/Observation':
+        case 'GET /v1/organizations/:organization/fhir/Device':
+          return { params: base, query: { patient: `Patient/${patient.pseudonym}` } }
+        case 'GET /v1/organizations/:organization/fhir/Device/:id':
+          return { params: { ...base, id: await deviceId(slug, await device()) } }
         default:
           return { params: base }
       }
     }
 
+    const observationOf = async (patient: Patient): Promise<string> => {
+      const row = await fixture.running.ward.store.db
+        .selectFrom('observations')
+        .select('id')
+        .where('patient_id', '=', patient.id)
+        .executeTakeFirstOrThrow()
+      return row.id
+    }
+
+    const deviceId = async (slug: string, serial: string): Promise<string> => {
+      const devices = await fixture.running.ward.fleet.listDevices(slug)
+      const found = devices.find((device) => device.serial === serial)
+      assert.ok(found)
+      return found.id
+    }
+
     test('every route of the route table has a matrix row, and every row a route', () => {
-      const keys = apiRoutes.map((route) => `${route.method} ${route.url}`)
+      const keys = routes.map((route) => `${route.method} ${route.url}`)
       assert.deepEqual([...new Set(keys)].sort(), keys.slice().sort(), 'routes are unique')
       for (const key of keys) assert.ok(matrix[key], `no matrix row for ${key}`)
       for (const key of Object.keys(matrix)) assert.ok(keys.includes(key), `no route ${key}`)
     })
 
-    for (const route of apiRoutes) {
+    for (const route of routes) {
       const key = `${route.method} ${route.url}`
       test(`${key} answers each role as the matrix says`, async () => {
         const expected = matrix[key]
@@ -249,7 +337,9 @@ for (const { dialect, skip } of dialects) {
               assert.ok(value !== undefined, `${key}: no value for :${name}`)
               return encodeURIComponent(value)
             })
-            const answer = await fixture.call(route.method, path, role, prepared.body)
+            const query =
+              prepared.query === undefined ? '' : `?${new URLSearchParams(prepared.query)}`
+            const answer = await fixture.call(route.method, path + query, role, prepared.body)
             const got: Cell | string =
               answer.status >= 200 && answer.status < 300
                 ? 'A'
@@ -260,13 +350,10 @@ for (const { dialect, skip } of dialects) {
                     : `${answer.status} ${answer.text}`
             if (got !== cell) failures.push(`${role} in ${context}: expected ${cell}, got ${got}`)
             if (got === 'H') {
-              const body = answer.json as Record<string, unknown>
-              assert.equal(body['code'], 'ERR_NOT_FOUND')
-              assert.equal(body['detail'], 'no such resource')
+              assert.equal(errorCode(answer.json), 'ERR_NOT_FOUND')
+              assert.equal(errorDetail(answer.json), 'no such resource')
             }
-            if (got === 'D') {
-              assert.equal((answer.json as Record<string, unknown>)['code'], 'ERR_ACCESS_DENIED')
-            }
+            if (got === 'D') assert.equal(errorCode(answer.json), 'ERR_ACCESS_DENIED')
           }
         }
         assert.deepEqual(failures, [], failures.join('\n'))
@@ -274,11 +361,11 @@ for (const { dialect, skip } of dialects) {
     }
 
     test('every route answers 401 with problem details to a request without a principal', async () => {
-      for (const route of apiRoutes) {
+      for (const route of routes) {
         const path = route.url.replace(/:([a-zA-Z]+)/g, 'x')
         const answer = await fixture.call(route.method, path, undefined, {})
         assert.equal(answer.status, 401, `${route.method} ${route.url}`)
-        assert.equal((answer.json as Record<string, unknown>)['code'], 'ERR_UNAUTHENTICATED')
+        assert.equal(errorCode(answer.json), 'ERR_UNAUTHENTICATED')
         assert.match(String(answer.headers['www-authenticate']), /^Bearer/)
       }
     })

@@ -17,6 +17,7 @@ import { apiRoutes } from './routes/api.js'
 import { auditRoutes } from './routes/audit.js'
 import { authRoutes } from './routes/auth.js'
 import { enrollmentRoutes } from './routes/enrollment.js'
+import { registerFhirRoutes } from './routes/fhir.js'
 import { tls12CipherSuites, tls13CipherSuites } from './tls.js'
 
 /** What {@link buildServer} can be given besides Ward and its logger. */
@@ -160,13 +161,17 @@ export async function buildServer(ward: Ward, logger: Logger, options: ServerOpt
     auditRoutes(scope, ward)
   })
 
+  const access = new Access(ward)
+  const authenticate =
+    options.authenticate ?? ((request) => authenticateRequest(request, ward.people))
   await app.register(async (scope) =>
-    registerApiRoutes(
-      scope,
-      ward,
-      new Access(ward),
-      apiRoutes,
-      options.authenticate ?? ((request) => authenticateRequest(request, ward.people)),
+    registerApiRoutes(scope, ward, access, apiRoutes, authenticate),
+  )
+
+  // The FHIR API answers errors as OperationOutcome, so it has a scope of its own.
+  await app.register(async (scope) =>
+    registerFhirRoutes(scope, ward, (routes) =>
+      registerApiRoutes(scope, ward, access, routes, authenticate),
     ),
   )
 
