@@ -235,7 +235,7 @@ for (const { dialect, skip } of dialects) {
       assert.equal(state.stage, 'mfa-enrollment')
       assert.equal(people.principalOf(state), undefined)
       await rejectsWith(
-        people.issueApiToken(caller(), state, { label: 'x', scopes: ['audit:read'], days: 1 }),
+        people.issueApiToken(caller(), state, { label: 'x', scopes: ['audit-log:read'], days: 1 }),
         'ERR_ACCESS_DENIED',
       )
       await rejectsWith(people.replaceRecoveryCodes(caller(), state), 'ERR_ACCESS_DENIED')
@@ -474,26 +474,26 @@ for (const { dialect, skip } of dialects) {
       await rejectsWith(
         people.issueApiToken(caller(), state, {
           label: 'ehr feed',
-          scopes: ['observations:read'],
+          scopes: ['observation:read'],
           days: 1000,
         }),
         'ERR_INPUT_INVALID',
       )
       const issued = await people.issueApiToken(caller(), state, {
         label: 'ehr feed',
-        scopes: ['observations:read', 'patients:read'],
+        scopes: ['observation:read', 'patient:list'],
         days: 1,
       })
       assert.match(issued.token, /^ward_at_/)
       const principal = await people.resolveApiToken(issued.token)
       assert.equal(principal?.method, 'api-token')
-      assert.deepEqual(principal?.scopes, ['observations:read', 'patients:read'])
+      assert.deepEqual(principal?.scopes, ['observation:read', 'patient:list'])
       assert.equal(principal?.credentialId, issued.record.id)
       assert.equal((await people.listApiTokens(state)).length, 1)
 
       const second = await people.issueApiToken(caller(), state, {
         label: 'siem',
-        scopes: ['audit:read'],
+        scopes: ['audit-log:read'],
         days: 1,
       })
       await people.revokeApiToken(caller(), state, second.record.id)
@@ -510,7 +510,7 @@ for (const { dialect, skip } of dialects) {
       const other = await people.signIn(caller(), 'leaving.user', password)
       const token = await people.issueApiToken(caller(), state, {
         label: 'x',
-        scopes: ['a:read'],
+        scopes: ['device:list'],
         days: 1,
       })
       await people.disableUser(admin, userId)
@@ -576,7 +576,7 @@ for (const { dialect, skip } of dialects) {
       const complete = (await people.resumeSession(signIn.token)) as SessionState
       const apiToken = await people.issueApiToken(caller(), complete, {
         label: 'scan',
-        scopes: ['a:read'],
+        scopes: ['device:list'],
         days: 1,
       })
 

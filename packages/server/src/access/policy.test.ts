@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 
 import {
+  actionScope,
   actions,
   decide,
   noFacts,
@@ -293,11 +294,11 @@ describe('access policy', () => {
     }
     // A scope for one action covers that action only.
     assert.equal(
-      ask(token(['fhir.device.read']), 'fhir.observation.read', 'TREAT', 'care-team-patient').rule,
+      ask(token(['fhir:device:read']), 'fhir.observation.read', 'TREAT', 'care-team-patient').rule,
       'deny.token-scope',
     )
     assert.equal(
-      ask(token(['observation.read']), 'fhir.observation.read', 'TREAT', 'care-team-patient').rule,
+      ask(token(['observation:read']), 'fhir.observation.read', 'TREAT', 'care-team-patient').rule,
       'deny.token-scope',
     )
   })
@@ -358,7 +359,7 @@ describe('access policy', () => {
         ...(scopes === undefined ? {} : { scopes }),
       })
     assert.deepEqual(
-      ask(token(['observation.read']), 'observation.read', 'TREAT', 'care-team-patient'),
+      ask(token(['observation:read']), 'observation.read', 'TREAT', 'care-team-patient'),
       {
         allowed: true,
         rule: 'clinician.care-team',
@@ -366,7 +367,7 @@ describe('access policy', () => {
       },
     )
     assert.equal(
-      ask(token(['observation.read']), 'observation.read', 'TREAT', 'other-patient').rule,
+      ask(token(['observation:read']), 'observation.read', 'TREAT', 'other-patient').rule,
       'deny.not-care-team',
     )
     for (const action of actions) {
@@ -374,7 +375,7 @@ describe('access policy', () => {
       assert.equal(ask(token([]), action, 'TREAT', 'care-team-patient').rule, 'deny.token-scope')
       if (action !== 'observation.read') {
         assert.equal(
-          ask(token(['observation.read']), action, 'ETREAT', 'emergency-patient').rule,
+          ask(token(['observation:read']), action, 'ETREAT', 'emergency-patient').rule,
           'deny.token-scope',
         )
       }
@@ -382,7 +383,7 @@ describe('access policy', () => {
     const adminToken = principal('org-admin', {
       method: 'api-token',
       mfaVerified: false,
-      scopes: [...actions],
+      scopes: actions.map(actionScope),
     })
     assert.equal(
       ask(adminToken, 'device.list', 'HSYSADMIN', 'organization').rule,

@@ -149,9 +149,9 @@ const resourceTypes: Readonly<Record<Action, readonly ResourceType[]>> = {
 }
 
 /**
- * API token scopes that stand for several actions, besides each action's own name. Token
- * scopes are issued as `name:name` (no dots), so an integration holds `fhir:read` rather than
- * the action names themselves.
+ * API token scopes that stand for several actions, besides each action's own scope (see
+ * {@link actionScope}): an EHR integration holds `fhir:read` rather than one scope per
+ * resource.
  */
 const tokenScopes: Readonly<Partial<Record<Action, readonly string[]>>> = {
   'fhir.patient.read': ['fhir:read'],
@@ -161,8 +161,22 @@ const tokenScopes: Readonly<Partial<Record<Action, readonly string[]>>> = {
   'fhir.audit-event.search': ['fhir:audit'],
 }
 
+/** The API token scope that grants `action`: its name with colons, e.g. `observation:read`. */
+export function actionScope(action: Action): string {
+  return action.replaceAll('.', ':')
+}
+
+/** Every scope an API token may be issued with. */
+export const tokenScopeNames: ReadonlySet<string> = new Set([
+  ...actions.map(actionScope),
+  ...Object.values(tokenScopes).flat(),
+])
+
 function tokenMayDo(scopes: readonly string[], action: Action): boolean {
-  return scopes.includes(action) || (tokenScopes[action] ?? []).some((s) => scopes.includes(s))
+  return (
+    scopes.includes(actionScope(action)) ||
+    (tokenScopes[action] ?? []).some((s) => scopes.includes(s))
+  )
 }
 
 /** Purposes of use that administrative actions are done for. */

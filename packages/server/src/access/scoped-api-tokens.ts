@@ -4,6 +4,7 @@ import { WardError } from '@ward/core'
 
 import type { Transaction } from '../store/index.js'
 import { tokenDigest } from './accounts.js'
+import { tokenScopeNames } from './policy.js'
 
 /** An API token as listed: never the token itself, which is shown once at issue. */
 export interface ApiTokenRecord {
@@ -22,7 +23,7 @@ const maxScopes = 20
 const maxTokensPerUser = 50
 
 /**
- * Issues an API token for `userId` carrying `scopes` (each like `observations:read`), valid
+ * Issues an API token for `userId` carrying `scopes` (each like `observation:read`, see `tokenScopeNames`), valid
  * for `ttlMs`. The token is 256 random bits, returned once; only its SHA-256 is stored. The
  * token acts as its user, narrowed to its scopes: the policy grants nothing beyond both.
  */
@@ -47,11 +48,12 @@ export async function issueApiToken(
   if (
     scopes.length === 0 ||
     scopes.length > maxScopes ||
-    !scopes.every((s) => scopePattern.test(s))
+    !scopes.every((s) => scopePattern.test(s) && tokenScopeNames.has(s))
   ) {
     throw new WardError(
       'ERR_INPUT_INVALID',
-      `scopes must be 1 to ${maxScopes} names like observations:read (lowercase, colon-separated)`,
+      `scopes must be 1 to ${maxScopes} of Ward's scopes: an action with colons for dots, such ` +
+        'as observation:read or device:list, or fhir:read or fhir:audit',
       { details: { field: 'scopes' } },
     )
   }

@@ -339,7 +339,7 @@ for (const { dialect, skip } of dialects) {
         fixture.principal('clinician', {
           method: 'api-token',
           mfaVerified: false,
-          scopes: ['observation.read'],
+          scopes: ['observation:read'],
         }),
       )
       assert.equal((await observations(fixture.own.pseudonym, 'clinician-token')).status, 200)

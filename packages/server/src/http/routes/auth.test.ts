@@ -160,7 +160,7 @@ for (const { dialect, skip } of dialects) {
       // wrong one; with the right one it passes.
       const forged = await call('POST', '/auth/tokens', {
         headers: cookie,
-        body: { label: 'x', scopes: ['a:read'], days: 1 },
+        body: { label: 'x', scopes: ['device:list'], days: 1 },
       })
       assert.equal(forged.status, 403)
       assert.equal(forged.json['code'], 'ERR_ACCESS_DENIED')
@@ -170,7 +170,7 @@ for (const { dialect, skip } of dialects) {
       assert.equal(wrong.status, 403)
       const issued = await call('POST', '/auth/tokens', {
         headers: { ...cookie, 'x-csrf-token': csrf },
-        body: { label: 'portal made', scopes: ['a:read'], days: 1 },
+        body: { label: 'portal made', scopes: ['device:list'], days: 1 },
       })
       assert.equal(issued.status, 201)
       secrets.add(issued.json['token'] as string)
@@ -203,7 +203,7 @@ for (const { dialect, skip } of dialects) {
       assert.equal(json['stage'], 'mfa-enrollment')
       const limited = await call('POST', '/auth/tokens', {
         headers: bearer(token),
-        body: { label: 'x', scopes: ['a:read'], days: 1 },
+        body: { label: 'x', scopes: ['device:list'], days: 1 },
       })
       assert.equal(limited.status, 403)
       assert.equal(
@@ -286,7 +286,7 @@ for (const { dialect, skip } of dialects) {
       const { token } = await bearerSignIn('http.integrator')
       const issued = await call('POST', '/auth/tokens', {
         headers: bearer(token),
-        body: { label: 'EHR feed', scopes: ['observations:read'], days: 7 },
+        body: { label: 'EHR feed', scopes: ['observation:read'], days: 7 },
       })
       assert.equal(issued.status, 201)
       const apiToken = issued.json['token'] as string
@@ -297,7 +297,7 @@ for (const { dialect, skip } of dialects) {
 
       const me = await call('GET', '/auth/me', { headers: bearer(apiToken) })
       assert.equal(me.status, 200)
-      assert.deepEqual(me.json['scopes'], ['observations:read'])
+      assert.deepEqual(me.json['scopes'], ['observation:read'])
       assert.equal(me.json['method'], 'api-token')
       // An API token cannot manage tokens: that takes a signed-in person.
       assert.equal((await call('GET', '/auth/tokens', { headers: bearer(apiToken) })).status, 401)

@@ -308,7 +308,7 @@ for (const { dialect, skip } of dialects) {
           credentialId: `token-${scopes.join('-')}`,
         })
       fixture.principals.set('ehr-feed', token(['fhir:read']))
-      fixture.principals.set('readings-only', token(['observation.read']))
+      fixture.principals.set('readings-only', token(['observation:read']))
       const path = `${base}/Observation?patient=${named.pseudonym}`
       assert.equal((await get(path, 'ehr-feed')).status, 200)
       const refused = outcome(await get(path, 'readings-only'), 403, 'forbidden')
@@ -434,7 +434,7 @@ for (const { dialect, skip } of dialects) {
         return (answer.json as { token: string }).token
       }
       const fhirToken = await issue(['fhir:read'])
-      const otherToken = await issue(['observations:read'])
+      const otherToken = await issue(['observation:read'])
 
       const path = `${base}/Observation?patient=${fixture.own.pseudonym}`
       const read = (token: string) =>
