@@ -37,8 +37,10 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 
+import { Access, decide, type Principal } from '../src/access/index.js'
 import {
   Ward,
+  findOrganizationById,
   initializeWard,
   loadConfig,
   systemContext,
@@ -47,7 +49,6 @@ import {
 } from '../src/index.js'
 import {
   insertObservations,
-  patientAccessFacts,
   type FhirObservation,
   type ObservationInput,
   type Patient,
@@ -329,20 +330,51 @@ async function main(): Promise<void> {
     const organizationId = seeded.organizationId
     const to = seeded.end
     const from = new Date(Date.parse(to) - day).toISOString()
+    // The clinician's care team holds every seeded patient, so each read is allowed by the
+    // policy's care-team rule after the same fact lookups an API request makes.
+    const access = new Access(ward)
+    const organization = await findOrganizationById(ward.store.db, organizationId)
+    const userId = randomUUID()
+    const setup = systemContext('bench')
+    const team = await access.createCareTeam(setup, organization, `bench-${userId}`)
+    await access.addMember(setup, organization, team, userId)
+    for (const pseudonym of seeded.pseudonyms) {
+      const patient = await findPatientByPseudonym(ward.store.db, organizationId, pseudonym)
+      await access.addPatient(setup, organization, team, patient)
+    }
+    const principal: Principal = {
+      userId,
+      organizationId,
+      grants: [{ role: 'clinician', organizationId }],
+      method: 'session',
+      mfaVerified: true,
+      credentialId: randomUUID(),
+    }
     const clinician: OperationContext = {
-      actor: { type: 'user', id: 'user:bench-clinician', role: 'clinician', address: '127.0.0.1' },
+      actor: { type: 'user', id: userId, role: 'clinician', address: '127.0.0.1' },
       requestId: randomUUID(),
       purposeOfUse: 'TREAT',
       organizationId,
-      policyRule: 'care-team-member',
+      policyRule: 'unset',
+    }
+    const authorize = async (pseudonym: string) => {
+      await findPatientByPseudonym(ward.store.db, organizationId, pseudonym)
+      const resource = { type: 'patient' as const, organizationId, patientPseudonym: pseudonym }
+      const decision = decide({
+        principal,
+        action: 'observation.read',
+        resource,
+        purposeOfUse: 'TREAT',
+        facts: await access.facts(principal, resource),
+      })
+      if (!decision.allowed) throw new Error(`the bench clinician was denied: ${decision.rule}`)
+      return decision.rule
     }
 
     const full = async (pseudonym: string) => {
-      // The facts an access decision needs; the policy call goes here, and its rule is the
-      // one the context carries into the audit event.
-      await patientAccessFacts(ward, organizationId, pseudonym)
+      const policyRule = await authorize(pseudonym)
       const page = await ward.readings.readReadings(
-        { ...clinician, requestId: randomUUID() },
+        { ...clinician, requestId: randomUUID(), policyRule },
         { patient: pseudonym, from, to, limit: 1000 },
       )
       return page.readings.length
@@ -350,7 +382,7 @@ async function main(): Promise<void> {
     // Where the time goes: the full read's transaction, key and decryption without the audit
     // append (a transaction that writes nothing commits without waiting for the disk).
     const unaudited = async (pseudonym: string) => {
-      await patientAccessFacts(ward, organizationId, pseudonym)
+      await authorize(pseudonym)
       const page = await ward.store.transaction(async (tx) => {
         const patient = await findPatientByPseudonym(tx, organizationId, pseudonym)
         return readReadingPage(
