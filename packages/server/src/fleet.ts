@@ -41,7 +41,7 @@ import {
   certificateRequestDer,
   type ManufacturerAuthority,
 } from './identity/index.js'
-import type { EntryOutcome } from './ingest/batch.js'
+import { RefusedEntry, type EntryOutcome } from './ingest/batch.js'
 import { rewrapDataKeys, rotateKeyEncryptionKey, type RewrapResult } from './keys/index.js'
 import {
   createPatient,
@@ -658,6 +658,10 @@ export class Fleet {
       row: Parameters<typeof insertObservations>[3][number]
     }[] = []
     readings.forEach((reading, position) => {
+      if (reading instanceof RefusedEntry) {
+        outcomes[position] = { status: 'rejected', reason: reading.reason }
+        return
+      }
       try {
         const checked = checkObservation(reading, model.policy, reference)
         const resource = { ...(reading as FhirObservation), subject: { reference } }
