@@ -522,7 +522,12 @@ export class Fleet {
     let confirmation: ReturnType<typeof checkWipeConfirmation>
     try {
       // A repeated confirmation is held to the same checks, then answered as the first was.
-      confirmation = checkWipeConfirmation(body, { commandId, deviceId, certificate })
+      confirmation = checkWipeConfirmation(body, {
+        commandId,
+        deviceId,
+        certificate,
+        issuedAt: command.issuedAt,
+      })
     } catch (error) {
       if (!(error instanceof WardError)) throw error
       // A confirmation that does not hold is a security event in its own right.
