@@ -19,14 +19,12 @@ export interface SearchBundle {
   readonly resourceType: 'Bundle'
   readonly type: 'searchset'
   readonly link: readonly { readonly relation: 'self' | 'next'; readonly url: string }[]
-  readonly entry: readonly (
-    | {
-        readonly fullUrl: string
-        readonly resource: FhirResource
-        readonly search: { readonly mode: 'match' }
-      }
-    | { readonly resource: OperationOutcome; readonly search: { readonly mode: 'outcome' } }
-  )[]
+  /** The matches; after them, when some were withheld, an OperationOutcome saying so. */
+  readonly entry: readonly {
+    readonly fullUrl?: string
+    readonly resource: FhirResource
+    readonly search: { readonly mode: 'match' | 'outcome' }
+  }[]
 }
 
 /** A FHIR R4 OperationOutcome. */
@@ -207,7 +205,7 @@ export function searchBundle(
 
 /** The searchset entry saying that `count` matches were withheld as altered in the database. */
 function withheldOutcome(count: number) {
-  const resource: OperationOutcome = {
+  const resource: OperationOutcome & FhirResource = {
     resourceType: 'OperationOutcome',
     issue: [
       {
