@@ -63,12 +63,29 @@ describe('checkObservation refuses what a device reading may not hold', () => {
       ],
       [{ derivedFrom: [{ reference: 'Person/p1/_history/2' }] }, 'Observation.derivedFrom[0]'],
       [
+        { performer: [{ reference: 'Patient?identifier=urn:mrn|MRN-1' }] },
+        'Observation.performer[0]',
+      ],
+      [
+        {
+          performer: [
+            { type: 'http://hl7.org/fhir/StructureDefinition/RelatedPerson', display: 'other' },
+          ],
+        },
+        'Observation.performer[0]',
+      ],
+      [{ device: { reference: 'Device/d1', type: 'Device' } }, ''],
+      [
         { extension: [{ url: 'urn:x', valueReference: { reference: 'Patient/other' } }] },
         'Observation.extension[0].valueReference',
       ],
     ]
     for (const [extra, element] of cases) {
       const why = reason(reading(extra))
+      if (element === '') {
+        assert.equal(why, undefined, 'a Device reference is no person')
+        continue
+      }
       assert.ok(why?.startsWith(`${element} may refer to a Patient`), `${element}: ${why}`)
       assert.doesNotMatch(String(why), /someone-else|r1|MRN-1|p1|other/)
     }

@@ -67,9 +67,11 @@ export const deviceObservationElements: ReadonlySet<string> = new Set([
   'component',
 ])
 
-// Resource types that name a person: a reading may point at one only as its own subject.
-const personTypes = /(?:^|\/)(Patient|RelatedPerson|Person)\/[^/]+(?:\/_history\/[^/]+)?$/
-const personTypeNames = new Set(['Patient', 'RelatedPerson', 'Person'])
+// References to resource types that name a person — relative, absolute or conditional
+// (`Patient?identifier=…`) — and a Reference's `type` naming one, by name or by the URL of its
+// StructureDefinition. A reading may point at a person only as its own subject.
+const personReference = /(?:^|\/)(?:Patient|RelatedPerson|Person)(?:[/?]|$)/
+const personType = /(?:^|\/)(?:Patient|RelatedPerson|Person)$/
 
 /**
  * Checks the shape of a reading before anything else looks into it, without recursion, so
@@ -128,8 +130,8 @@ function checkPersonReference(
   const reference = object['reference']
   const type = object['type']
   const namesPerson =
-    (typeof reference === 'string' && personTypes.test(reference)) ||
-    (typeof type === 'string' && personTypeNames.has(type) && path !== 'Observation')
+    (typeof reference === 'string' && personReference.test(reference)) ||
+    (typeof type === 'string' && personType.test(type) && path !== 'Observation')
   if (namesPerson && reference !== patientReference) {
     throw rejected(
       `${path} may refer to a Patient, RelatedPerson or Person only as the device's assigned ` +
