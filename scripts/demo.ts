@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 
 import { checkObservation, parseVerifierKey, toHex, type DeviceModelPolicy } from '@ward/core'
-import { DeviceClient, enroll, simulate, type Observation } from '@ward/device'
+import { DeviceClient, enroll, retime, simulate, type Observation } from '@ward/device'
 import {
   createLogger,
   initializeWard,
@@ -82,7 +82,9 @@ function templatesFor(
   const allowed = readings.filter(({ resource }) => {
     try {
       const probe = { system: 'urn:ward:device-message-id', value: 'probe' }
-      checkObservation({ ...template(resource), identifier: [probe] }, policy, 'Patient/probe')
+      // Judged as streamed: timed now, since the examples' own times may be years old.
+      const streamed = { ...retime(template(resource), new Date()), identifier: [probe] }
+      checkObservation(streamed, policy, 'Patient/probe')
       return true
     } catch {
       return false
@@ -92,11 +94,22 @@ function templatesFor(
   return [...allowed, ...timeStamps.slice(0, 1)].map(({ resource }) => template(resource))
 }
 
-/** An example reading as a template: its subject and identifiers are the example's, not ours. */
+/**
+ * An example reading as a template: its subject and identifiers are the example's, not ours,
+ * and so is its patient as performer, which Ward refuses as a patient other than the device's.
+ */
 function template(resource: Observation): Observation {
   const copy: Record<string, unknown> = { ...resource }
+  const subject = (copy['subject'] as { reference?: unknown } | undefined)?.reference
   delete copy['subject']
   delete copy['identifier']
+  if (Array.isArray(copy['performer'])) {
+    const others = (copy['performer'] as { reference?: unknown }[]).filter(
+      (performer) => performer.reference !== subject,
+    )
+    if (others.length > 0) copy['performer'] = others
+    else delete copy['performer']
+  }
   return copy as Observation
 }
 

@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 
 import { WardError } from './errors.js'
+import { checkReadingShape, maxReadingAgeMs, maxReadingClockSkewMs } from './reading-shape.js'
 
 /** Code systems a device model may name measurements in. */
 export const codeSystems = {
@@ -149,23 +150,27 @@ const dateTimePattern = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|
  * the model does not allow (it names codes, units and limits, never a value's owner).
  *
  * `patientReference` is the only subject allowed (`Patient/<pseudonym>`); an observation may
- * also leave the subject out, and Ward fills it in from the device's assignment.
+ * also leave the subject out, and Ward fills it in from the device's assignment. The shape
+ * checks of {@link checkReadingShape} come first; the effective time must lie within
+ * {@link maxReadingAgeMs} before `now` and {@link maxReadingClockSkewMs} after it.
  */
 export function checkObservation(
   resource: unknown,
   policy: DeviceModelPolicy,
   patientReference: string,
+  now: number = Date.now(),
 ): AcceptedReading {
   if (!isObject(resource) || resource['resourceType'] !== 'Observation') {
     throw rejected('entry is not a FHIR Observation')
   }
+  checkReadingShape(resource, patientReference)
   const status = resource['status']
   if (typeof status !== 'string' || !observationStatuses.has(status)) {
     throw rejected('Observation.status must be a FHIR observation status')
   }
 
   const messageId = findMessageId(resource)
-  const effectiveAt = findEffectiveTime(resource)
+  const effectiveAt = findEffectiveTime(resource, now)
 
   const subject = resource['subject']
   if (subject !== undefined) {
@@ -205,7 +210,7 @@ function findMessageId(resource: Json): string {
   return value
 }
 
-function findEffectiveTime(resource: Json): string {
+function findEffectiveTime(resource: Json, now: number): string {
   const period = resource['effectivePeriod']
   const candidate =
     resource['effectiveDateTime'] ??
@@ -218,6 +223,14 @@ function findEffectiveTime(resource: Json): string {
   }
   const time = Date.parse(candidate)
   if (Number.isNaN(time)) throw rejected('Observation effective time is not a valid date')
+  if (time > now + maxReadingClockSkewMs) {
+    throw rejected(
+      `Observation effective time may be at most ${maxReadingClockSkewMs / 60_000} minutes ahead of Ward's clock`,
+    )
+  }
+  if (time < now - maxReadingAgeMs) {
+    throw rejected('Observation effective time may be at most 10 years in the past')
+  }
   return new Date(time).toISOString()
 }
 

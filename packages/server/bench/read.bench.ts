@@ -62,7 +62,8 @@ const patientCount = Number(process.env['WARD_BENCH_PATIENTS'] ?? 1000)
 const clinicians = Number(process.env['WARD_BENCH_CLINICIANS'] ?? 8)
 const spanDays = 10
 const seedTransaction = 50_000
-const seedFormat = 1
+// 2: readings sealed with their row's clear columns bound in; those sealed before do not open.
+const seedFormat = 2
 const day = 86_400_000
 
 const cacheRoot = join(tmpdir(), 'ward-read-bench')

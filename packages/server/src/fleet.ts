@@ -42,7 +42,7 @@ import {
   certificateRequestDer,
   type ManufacturerAuthority,
 } from './identity/index.js'
-import type { EntryOutcome } from './ingest/batch.js'
+import { RefusedEntry, type EntryOutcome } from './ingest/batch.js'
 import { rewrapDataKeys, rotateKeyEncryptionKey, type RewrapResult } from './keys/index.js'
 import {
   createPatient,
@@ -549,7 +549,12 @@ export class Fleet {
     let confirmation: ReturnType<typeof checkWipeConfirmation>
     try {
       // A repeated confirmation is held to the same checks, then answered as the first was.
-      confirmation = checkWipeConfirmation(body, { commandId, deviceId, certificate })
+      confirmation = checkWipeConfirmation(body, {
+        commandId,
+        deviceId,
+        certificate,
+        issuedAt: command.issuedAt,
+      })
     } catch (error) {
       if (!(error instanceof WardError)) throw error
       // A confirmation that does not hold is a security event in its own right.
@@ -685,6 +690,10 @@ export class Fleet {
       row: Parameters<typeof insertObservations>[3][number]
     }[] = []
     readings.forEach((reading, position) => {
+      if (reading instanceof RefusedEntry) {
+        outcomes[position] = { status: 'rejected', reason: reading.reason }
+        return
+      }
       try {
         const checked = checkObservation(reading, model.policy, reference)
         const resource = { ...(reading as FhirObservation), subject: { reference } }

@@ -6,6 +6,7 @@ import {
   canonicalize,
   checkWipeReport,
   fromBase64,
+  maxReadingClockSkewMs,
   toHex,
   wipeReportSigningInput,
   type WipeReport,
@@ -185,11 +186,20 @@ export async function findCommand(
  * Checks a device's wipe confirmation: the body is `{ report, signature }`, the report names
  * this command and this device, the signature verifies under the key of `certificate` (the one
  * the device connected with, so the key it is erasing), and the report lists that key and that
- * certificate among what it erased. Throws `ERR_INPUT_INVALID` or `ERR_SIGNATURE_INVALID`.
+ * certificate among what it erased. The report's `erasedAt` must lie between the command's
+ * issue and now, give or take the clock skew allowed for readings (`maxReadingClockSkewMs`).
+ * Throws `ERR_INPUT_INVALID` or `ERR_SIGNATURE_INVALID`.
  */
 export function checkWipeConfirmation(
   body: unknown,
-  expected: { commandId: string; deviceId: string; certificate: X509Certificate },
+  expected: {
+    commandId: string
+    deviceId: string
+    certificate: X509Certificate
+    /** When the command was issued: a device cannot have erased itself before that. */
+    issuedAt: string
+  },
+  now: Date = new Date(),
 ): { report: WipeReport; signature: string } {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new WardError('ERR_INPUT_INVALID', 'body must be {"report": {…}, "signature": "…"}', {
@@ -208,6 +218,7 @@ export function checkWipeConfirmation(
       details: { field: 'report.command' },
     })
   }
+  checkErasedAt(report.erasedAt, expected.issuedAt, now)
   let signatureBytes: Uint8Array
   try {
     signatureBytes = fromBase64(signature)
@@ -239,6 +250,20 @@ export function checkWipeConfirmation(
     })
   }
   return { report, signature }
+}
+
+/** Refuses an erasure time before the command was issued or after now, beyond clock skew. */
+function checkErasedAt(erasedAt: string, issuedAt: string, now: Date) {
+  const time = Date.parse(erasedAt)
+  const earliest = Date.parse(issuedAt) - maxReadingClockSkewMs
+  const latest = now.getTime() + maxReadingClockSkewMs
+  if (!(time >= earliest && time <= latest)) {
+    throw new WardError(
+      'ERR_INPUT_INVALID',
+      `report.erasedAt must lie between the command's issue and now, within ${maxReadingClockSkewMs / 60_000} minutes of clock skew`,
+      { details: { field: 'report.erasedAt' } },
+    )
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { WardError } from '@ward/core'
+import { WardError, maxReadingDepth } from '@ward/core'
 
 /** One reading's fate, in the order it came. */
 export type EntryOutcome =
@@ -7,9 +7,19 @@ export type EntryOutcome =
   | { readonly status: 'rejected'; readonly reason: string; readonly messageId?: string }
 
 /**
+ * A batch entry refused for what surrounds its resource, such as a `request` other than
+ * `POST Observation`; it is answered, in its place, with this reason.
+ */
+export class RefusedEntry {
+  constructor(readonly reason: string) {}
+}
+
+/**
  * The readings in a request body: one FHIR Observation, or the resources of a `batch` Bundle.
- * Throws `ERR_PAYLOAD_INVALID` for anything else and `ERR_PAYLOAD_TOO_LARGE` past `maxEntries`;
- * entries that are not Observations are kept, to be rejected one by one with a reason.
+ * Throws `ERR_PAYLOAD_INVALID` for anything else, for a Bundle nesting deeper than
+ * `maxReadingDepth` outside its entries' resources, and `ERR_PAYLOAD_TOO_LARGE` past
+ * `maxEntries`. Entries that are not Observations are kept, to be rejected one by one with a
+ * reason; an entry whose `request` is not `POST Observation` becomes a {@link RefusedEntry}.
  */
 export function readingsOf(body: unknown, maxEntries: number): unknown[] {
   if (!isObject(body)) {
@@ -33,7 +43,45 @@ export function readingsOf(body: unknown, maxEntries: number): unknown[] {
       { details: { limit: maxEntries, entries: entries.length } },
     )
   }
-  return entries.map((entry) => (isObject(entry) ? entry['resource'] : undefined))
+  checkBundleDepth(body)
+  return entries.map((entry, index) => {
+    if (!isObject(entry)) return undefined
+    const request = entry['request']
+    if (
+      request !== undefined &&
+      !(isObject(request) && request['method'] === 'POST' && request['url'] === 'Observation')
+    ) {
+      return new RefusedEntry(
+        `Bundle.entry[${index}].request must be absent or POST Observation: a device only adds readings`,
+      )
+    }
+    return entry['resource']
+  })
+}
+
+/**
+ * Refuses a Bundle nested deeper than a reading may be, without recursion and without looking
+ * into the entries' resources, whose depth is each reading's own check.
+ */
+function checkBundleDepth(bundle: Record<string, unknown>) {
+  const entries = new Set(bundle['entry'] as unknown[])
+  const pending: { value: unknown; depth: number }[] = [{ value: bundle, depth: 1 }]
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const { value, depth } = next
+    if (typeof value !== 'object' || value === null) continue
+    if (depth > maxReadingDepth) {
+      throw new WardError(
+        'ERR_PAYLOAD_INVALID',
+        `the Bundle nests deeper than the ${maxReadingDepth} levels allowed`,
+        { details: { limit: maxReadingDepth } },
+      )
+    }
+    for (const [key, item] of Object.entries(value)) {
+      // An entry's resource is a reading, whose depth is checked on its own.
+      if (key === 'resource' && entries.has(value)) continue
+      pending.push({ value: item, depth: depth + 1 })
+    }
+  }
 }
 
 /**

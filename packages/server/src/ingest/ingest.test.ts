@@ -57,7 +57,18 @@ function exampleReadings(): ExampleReading[] {
             : []
       found.forEach((resource, index) => {
         const observation = retime(resource as Observation, new Date())
+        // The device leaves its patient to Ward: the subject goes, and so does the example's
+        // patient as performer, which Ward refuses as a patient other than the device's.
+        const subject = (observation['subject'] as { reference?: unknown } | undefined)?.reference
         delete observation['subject']
+        const performer = observation['performer']
+        if (Array.isArray(performer)) {
+          const others = performer.filter(
+            (reference: { reference?: unknown }) => reference.reference !== subject,
+          )
+          if (others.length > 0) observation['performer'] = others
+          else delete observation['performer']
+        }
         readings.push({
           source: `${folder}/${file}#${index}`,
           observation: withMessageId(observation, randomUUID()),

@@ -22,6 +22,12 @@ export interface RecordPlace {
   /** The table the record is stored in, e.g. `observations`. */
   readonly table: string
   readonly recordId: string
+  /**
+   * What the row holds in clear beside the sealed record (such as the code and times a
+   * reading is searched by), in a fixed order. Bound into the ciphertext as well, so that a
+   * record whose row had any of them changed no longer opens.
+   */
+  readonly clearColumns?: readonly string[]
 }
 
 /** A record's place and the data key that seals it. */
@@ -104,7 +110,8 @@ export class DataKey {
 
   /**
    * Opens what {@link seal} sealed for the same place. Throws `ERR_RECORD_UNREADABLE` when
-   * the bytes were changed or belong to another record, table, organization or key.
+   * the bytes were changed or belong to another record, table, organization or key, or when
+   * the row's clear columns are not those it was sealed with.
    */
   open(place: RecordPlace, sealed: Uint8Array): Uint8Array {
     this.#usable()
@@ -133,14 +140,17 @@ export class DataKey {
   }
 
   #associatedData(place: RecordPlace): Uint8Array {
-    return associatedData([
+    const fields = [
       'ward record v1',
       place.organizationId,
       place.table,
       place.recordId,
       this.id,
       this.version,
-    ])
+    ]
+    // One field more, itself a JSON list, so that no two lists of columns read alike.
+    if (place.clearColumns !== undefined) fields.push(JSON.stringify(place.clearColumns))
+    return associatedData(fields)
   }
 }
 

@@ -112,7 +112,19 @@ export class AuditedReads {
         return value
       })
     } catch (error) {
-      if (isWardError(error) && refusedAsAbsent.has(error.code)) {
+      if (isWardError(error, 'ERR_RECORD_UNREADABLE')) {
+        // A stored record that does not open as its row was altered: a security event.
+        await this.#commit(async (tx) =>
+          this.#services.audit(tx, await this.slugOf(tx, organizationId), context, {
+            type: auditEventTypes.securityAlert,
+            operation,
+            action: 'R',
+            outcome: '8',
+            outcomeDescription: error.code,
+            entity: [{ type: 'Observation', what: String(error.details['record'] ?? '') }],
+          }),
+        )
+      } else if (isWardError(error) && refusedAsAbsent.has(error.code)) {
         // The read was rolled back; its refusal is recorded on its own, naming nothing.
         await this.#commit((tx) =>
           this.#recordRefusal(tx, context, organizationId, operation, error),
@@ -194,4 +206,35 @@ export function emptySearchEvent(operation: string, resourceType: string, detail
     action: 'E',
     entity: [{ type: resourceType, what: 'search', detail: { ...detail, count: 0 } }],
   } satisfies AuditEventInput
+}
+
+/** Most withheld readings one security alert names by id; it counts them all. */
+const maxWithheldNamed = 99
+
+/**
+ * The security alert of a read that withheld stored readings because their rows do not open
+ * as themselves (altered in the database): the patient and how many, and the rows by id, so
+ * that an operator can find them. Recorded beside the read's own event.
+ */
+export function withheldReadingsEvent(
+  operation: string,
+  patient: Patient,
+  withheld: readonly string[],
+): AuditEventInput {
+  return {
+    type: auditEventTypes.securityAlert,
+    operation,
+    action: 'R',
+    outcome: '8',
+    outcomeDescription: 'ERR_RECORD_UNREADABLE',
+    entity: [
+      {
+        type: 'Patient',
+        what: patient.id,
+        patient: patient.pseudonym,
+        detail: { withheld: withheld.length },
+      },
+      ...withheld.slice(0, maxWithheldNamed).map((id) => ({ type: 'Observation', what: id })),
+    ],
+  }
 }

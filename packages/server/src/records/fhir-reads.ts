@@ -8,6 +8,7 @@ import {
   AuditedReads,
   emptySearchEvent,
   patientReadEvent,
+  withheldReadingsEvent,
   type QueryDetail,
   type RecordsServices,
 } from './audited-reads.js'
@@ -180,6 +181,7 @@ export class FhirReads {
         resources,
         selfLink('Observation', parameters),
         result.next === undefined ? undefined : nextLink('Observation', parameters, result.next),
+        result.withheld.length,
       )
       const event = patientReadEvent('fhir.observation.search', patient, {
         ...rangeDetail(search),
@@ -189,7 +191,9 @@ export class FhirReads {
         ...(page.cursor === undefined ? {} : { after: page.cursor }),
         count: resources.length,
       })
-      return [bundle, [event]]
+      if (result.withheld.length === 0) return [bundle, [event]]
+      const alert = withheldReadingsEvent('fhir.observation.search', patient, result.withheld)
+      return [bundle, [event, alert]]
     })
   }
 

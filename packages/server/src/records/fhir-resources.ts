@@ -19,10 +19,11 @@ export interface SearchBundle {
   readonly resourceType: 'Bundle'
   readonly type: 'searchset'
   readonly link: readonly { readonly relation: 'self' | 'next'; readonly url: string }[]
+  /** The matches; after them, when some were withheld, an OperationOutcome saying so. */
   readonly entry: readonly {
-    readonly fullUrl: string
+    readonly fullUrl?: string
     readonly resource: FhirResource
-    readonly search: { readonly mode: 'match' }
+    readonly search: { readonly mode: 'match' | 'outcome' }
   }[]
 }
 
@@ -30,7 +31,7 @@ export interface SearchBundle {
 export interface OperationOutcome {
   readonly resourceType: 'OperationOutcome'
   readonly issue: readonly {
-    readonly severity: 'error'
+    readonly severity: 'error' | 'warning'
     readonly code: string
     readonly diagnostics: string
     readonly expression?: readonly string[]
@@ -182,6 +183,7 @@ export function searchBundle(
   resources: readonly FhirResource[],
   self: string,
   next?: string,
+  withheld = 0,
 ): SearchBundle {
   return {
     resourceType: 'Bundle',
@@ -190,12 +192,32 @@ export function searchBundle(
       { relation: 'self', url: self },
       ...(next === undefined ? [] : [{ relation: 'next' as const, url: next }]),
     ],
-    entry: resources.map((resource) => ({
-      fullUrl: `${resource.resourceType}/${resource.id ?? ''}`,
-      resource,
-      search: { mode: 'match' as const },
-    })),
+    entry: [
+      ...resources.map((resource) => ({
+        fullUrl: `${resource.resourceType}/${resource.id ?? ''}`,
+        resource,
+        search: { mode: 'match' as const },
+      })),
+      ...(withheld === 0 ? [] : [withheldOutcome(withheld)]),
+    ],
   }
+}
+
+/** The searchset entry saying that `count` matches were withheld as altered in the database. */
+function withheldOutcome(count: number) {
+  const resource: OperationOutcome & FhirResource = {
+    resourceType: 'OperationOutcome',
+    issue: [
+      {
+        severity: 'warning',
+        code: 'processing',
+        diagnostics:
+          `${count} matching reading${count === 1 ? ' was' : 's were'} withheld: ` +
+          'the stored record was altered (ERR_RECORD_UNREADABLE); a security alert was recorded',
+      },
+    ],
+  }
+  return { resource, search: { mode: 'outcome' as const } }
 }
 
 /**

@@ -4,7 +4,7 @@ import { CompiledQuery, type Insertable } from 'kysely'
 
 import { WardError, utf8Decode, utf8Encode } from '@ward/core'
 
-import type { DataKey, Keyring } from '../keys/index.js'
+import type { DataKey, Keyring, RecordPlace } from '../keys/index.js'
 import type { Dialect, Transaction } from '../store/index.js'
 import { findPatient, patientNotFound } from './patients.js'
 import type { ObservationTable } from './tables.js'
@@ -123,7 +123,7 @@ export async function insertObservations(
     const id = timeOrderedId()
     const { effectiveAt, resource } = checked[index] as CheckedObservation
     const dataKey = dataKeys.get(patientKey(row)) as DataKey
-    const value: ObservationRow = {
+    const clear = {
       id,
       organization_id: row.organizationId,
       patient_id: row.patientId,
@@ -132,10 +132,10 @@ export async function insertObservations(
       code: row.code,
       effective_at: effectiveAt,
       received_at: receivedAt,
-      sealed_resource: dataKey.seal(
-        { organizationId: row.organizationId, table: observationTable, recordId: id },
-        resource,
-      ),
+    }
+    const value: ObservationRow = {
+      ...clear,
+      sealed_resource: dataKey.seal(observationPlace(clear), resource),
     }
     values.push(value)
     valueOf.set(message, value)
@@ -170,7 +170,8 @@ export async function insertObservations(
  * oldest first, opened. Throws `ERR_PATIENT_NOT_FOUND` for a patient this organization does
  * not have, `ERR_DATA_KEY_DESTROYED` once the patient's data key is destroyed, and
  * `ERR_RECORD_UNREADABLE` for a stored reading that is not this patient's — for instance one
- * moved over from another patient's row.
+ * moved over from another patient's row — or whose row was changed in the database. It fails
+ * the whole read: the paged reads of `readings.ts` withhold such a row instead and say so.
  */
 export async function readObservations(
   tx: Transaction,
@@ -204,7 +205,40 @@ export async function readObservations(
   if (query.limit !== undefined) select = select.limit(checkLimit(query.limit))
   const rows = await select.execute()
 
-  return rows.map((row) => ({
+  return rows.map((row) => openObservation(dataKey, row))
+}
+
+/** The clear columns of a reading's row. */
+export type ObservationColumns = Omit<ObservationTable, 'sealed_resource'>
+
+/**
+ * Where a reading's resource is sealed: its row, with every clear column bound in, so that
+ * a row whose patient, device, message id, code or times were changed in the database does
+ * not open. Checking costs nothing beyond the opening itself: the columns are authenticated
+ * data of the same AES-GCM operation, not a second comparison of the opened resource.
+ */
+export function observationPlace(row: ObservationColumns): RecordPlace {
+  return {
+    organizationId: row.organization_id,
+    table: observationTable,
+    recordId: row.id,
+    clearColumns: [
+      row.patient_id,
+      row.device_id,
+      row.message_id,
+      row.code,
+      row.effective_at,
+      row.received_at,
+    ],
+  }
+}
+
+/**
+ * Opens a stored reading's row under its patient's data key. Throws `ERR_RECORD_UNREADABLE`
+ * (naming the row, never its content) for a row altered in the database or sealed for another.
+ */
+export function openObservation(dataKey: DataKey, row: ObservationTable): Observation {
+  return {
     id: row.id,
     patientId: row.patient_id,
     deviceId: row.device_id,
@@ -213,14 +247,9 @@ export async function readObservations(
     effectiveAt: row.effective_at,
     receivedAt: row.received_at,
     resource: JSON.parse(
-      utf8Decode(
-        dataKey.open(
-          { organizationId: row.organization_id, table: observationTable, recordId: row.id },
-          row.sealed_resource,
-        ),
-      ),
+      utf8Decode(dataKey.open(observationPlace(row), row.sealed_resource)),
     ) as FhirObservation,
-  }))
+  }
 }
 
 /** Checks one input row; returns its effective time in UTC and its resource as JSON bytes. */

@@ -1,7 +1,12 @@
 import { WardError } from '@ward/core'
 
 import type { OperationContext } from '../context.js'
-import { AuditedReads, patientReadEvent, type RecordsServices } from './audited-reads.js'
+import {
+  AuditedReads,
+  patientReadEvent,
+  withheldReadingsEvent,
+  type RecordsServices,
+} from './audited-reads.js'
 import type { Observation } from './observations.js'
 import { findPatientByPseudonym, type Patient } from './patients.js'
 import { checkPageQuery, readReadingPage, type ReadingOrder } from './readings.js'
@@ -30,6 +35,11 @@ export interface PatientReadings {
   readonly readings: readonly Observation[]
   /** Give back as `cursor` for the next page; absent on the last one. */
   readonly next?: string
+  /**
+   * Ids of readings of this page left out because their stored rows were altered in the
+   * database; each read that withholds any records a security alert. Absent when none.
+   */
+  readonly withheld?: readonly string[]
 }
 
 /** Widest time range one read may cover. */
@@ -107,8 +117,10 @@ export class PatientReadingsReader {
         patient: patient.pseudonym,
         readings: result.readings,
         ...(result.next === undefined ? {} : { next: result.next }),
+        ...(result.withheld.length === 0 ? {} : { withheld: result.withheld }),
       }
-      return [answer, [event]]
+      if (result.withheld.length === 0) return [answer, [event]]
+      return [answer, [event, withheldReadingsEvent(operation, patient, result.withheld)]]
     })
   }
 }

@@ -1,10 +1,10 @@
 import { sql } from 'kysely'
 
-import { WardError, utf8Decode } from '@ward/core'
+import { WardError, isWardError } from '@ward/core'
 
 import type { DataKey, Keyring } from '../keys/index.js'
 import type { Transaction } from '../store/index.js'
-import { observationTable, type FhirObservation, type Observation } from './observations.js'
+import { openObservation, type Observation } from './observations.js'
 import type { Patient } from './patients.js'
 
 /**
@@ -22,6 +22,11 @@ export type ReadingOrder = 'oldest-first' | 'newest-first'
 /** One page of a patient's readings, opened, with the cursor of the next page if any. */
 export interface ReadingPage {
   readonly readings: readonly Observation[]
+  /**
+   * Ids of the page's rows left out because they do not open as their row: altered in the
+   * database (a clear column or the sealed bytes changed) or moved from another row.
+   */
+  readonly withheld: readonly string[]
   /** Pass back as `cursor` for the page after this one; absent on the last page. */
   readonly next?: string
 }
@@ -56,9 +61,13 @@ const cursorPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
  * page, after the store confirms it was not destroyed; the page is one index range scan of
  * `observations (organization_id, patient_id, effective_at, id)` that reads at most
  * `limit + 1` rows when no code filter applies, so the cost follows the page, not the
- * patient's history. Throws `ERR_DATA_KEY_DESTROYED` once the patient was crypto-shredded,
- * `ERR_INPUT_INVALID` for a cursor that names no reading of this patient, and
- * `ERR_RECORD_UNREADABLE` for a stored reading that does not open as this row's.
+ * patient's history. Throws `ERR_DATA_KEY_DESTROYED` once the patient was crypto-shredded
+ * and `ERR_INPUT_INVALID` for a cursor that names no reading of this patient.
+ *
+ * A row that does not open as itself — its code, times, device or message id changed in the
+ * database, or sealed bytes moved from another row — is left out and listed in `withheld`,
+ * for the caller to record as a security alert and to tell the reader: one altered row does
+ * not hide the good readings around it, and is never served as what its columns claim.
  *
  * A code filter is applied to the rows of the range as they are scanned, so a filter that
  * matches few of a patient's readings reads more rows than it returns; an index that leads
@@ -77,27 +86,20 @@ export async function readReadingPage(
   const rows = await pageSelect(tx, patient, query, after).execute()
 
   const page = rows.slice(0, query.limit)
-  const readings = page.map((row) => ({
-    id: row.id,
-    patientId: row.patient_id,
-    deviceId: row.device_id,
-    messageId: row.message_id,
-    code: row.code,
-    effectiveAt: row.effective_at,
-    receivedAt: row.received_at,
-    resource: JSON.parse(
-      utf8Decode(
-        dataKey.open(
-          { organizationId: row.organization_id, table: observationTable, recordId: row.id },
-          row.sealed_resource,
-        ),
-      ),
-    ) as FhirObservation,
-  }))
+  const readings: Observation[] = []
+  const withheld: string[] = []
+  for (const row of page) {
+    try {
+      readings.push(openObservation(dataKey, row))
+    } catch (error) {
+      if (!isWardError(error, 'ERR_RECORD_UNREADABLE')) throw error
+      withheld.push(row.id)
+    }
+  }
   const last = page[page.length - 1]
   return rows.length > query.limit && last !== undefined
-    ? { readings, next: last.id }
-    : { readings }
+    ? { readings, withheld, next: last.id }
+    : { readings, withheld }
 }
 
 /**
@@ -126,23 +128,7 @@ export async function findReadingRow(
   if (row === undefined) return undefined
   return {
     patientId: row.patient_id,
-    open: (dataKey) => ({
-      id: row.id,
-      patientId: row.patient_id,
-      deviceId: row.device_id,
-      messageId: row.message_id,
-      code: row.code,
-      effectiveAt: row.effective_at,
-      receivedAt: row.received_at,
-      resource: JSON.parse(
-        utf8Decode(
-          dataKey.open(
-            { organizationId: row.organization_id, table: observationTable, recordId: row.id },
-            row.sealed_resource,
-          ),
-        ),
-      ) as FhirObservation,
-    }),
+    open: (dataKey) => openObservation(dataKey, row),
   }
 }
 
