@@ -459,7 +459,12 @@ function absoluteBundle(bundle: SearchBundle, base: string): SearchBundle {
   return {
     ...bundle,
     link: bundle.link.map((link) => ({ ...link, url: new URL(link.url, base).href })),
-    entry: bundle.entry.map((entry) => ({ ...entry, fullUrl: new URL(entry.fullUrl, base).href })),
+    // A search's outcome entry (readings withheld as tampered) has no address of its own.
+    entry: bundle.entry.map((entry) =>
+      entry.fullUrl === undefined
+        ? entry
+        : { ...entry, fullUrl: new URL(entry.fullUrl, base).href },
+    ),
   }
 }
 
