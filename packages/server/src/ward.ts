@@ -190,7 +190,7 @@ export class Ward {
     })
     this.fleet = new Fleet(this)
     this.updates = new Updates(this)
-    this.rollouts = new Rollouts(this)
+    this.rollouts = new Rollouts(this, { releases: this.updates.releaseCatalog() })
     this.readings = new PatientReadingsReader(this)
     this.fhir = new FhirReads(this)
     this.people = new People(this)

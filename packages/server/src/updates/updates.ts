@@ -5,6 +5,7 @@ import { WardError, isSemanticVersion } from '@ward/core'
 import { auditEventTypes, type AuditEventInput } from '../audit/index.js'
 import type { OperationContext } from '../context.js'
 import type { Transaction } from '../store/index.js'
+import type { ReleaseCatalog } from './rollouts.js'
 import { findOrganization, findOrganizationById, type Organization } from '../tenancy/index.js'
 import type { Ward } from '../ward.js'
 import {
@@ -156,6 +157,30 @@ export class Updates {
       if (signed) refreshed++
     }
     return refreshed
+  }
+
+  /**
+   * The organization's releases as rollouts look them up: id, version and the ids of the
+   * registered device models the release names. A model the release names that the
+   * organization has not registered fits no device, so it is left out.
+   */
+  releaseCatalog(): ReleaseCatalog {
+    return {
+      findRelease: async (tx, organizationId, releaseId) => {
+        const release = await findRelease(tx, organizationId, releaseId)
+        const models = await tx
+          .selectFrom('device_models')
+          .select('id')
+          .where('organization_id', '=', organizationId)
+          .where('name', 'in', release.models.length === 0 ? [''] : [...release.models])
+          .execute()
+        return {
+          id: release.id,
+          version: release.version,
+          deviceModelIds: models.map((model) => model.id),
+        }
+      },
+    }
   }
 
   /** The organization's releases, newest first. */
