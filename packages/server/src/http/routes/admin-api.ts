@@ -273,10 +273,10 @@ export const adminRoutes: readonly ApiRoute[] = [
     url: `${org}/people/:user/roles/:role`,
     action: 'person.manage',
     purposeOfUse: 'HSYSADMIN',
-    summary: 'Grants the person a role; the patient role links the patient named in the body',
+    summary: 'Grants the person a role; body {} or, for the patient role, the patient it links to',
     tag: 'people',
     params: PersonRoleParams,
-    body: Type.Optional(Type.Object({ patient: Type.Optional(Pseudonym) }, strict)),
+    body: Type.Object({ patient: Type.Optional(Pseudonym) }, strict),
     response: { 200: PersonOut },
     resolve: (ward, params) => inOrganization(ward, params.organization),
     handle: async ({ ward, resolved, params, body, context, decision }) => {
@@ -287,7 +287,7 @@ export const adminRoutes: readonly ApiRoute[] = [
           byRole(decision.role),
           params.user,
           params.role,
-          body?.patient,
+          body.patient,
         )
         .catch(hide)
       return ok(personOut(person))
