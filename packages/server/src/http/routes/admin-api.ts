@@ -168,8 +168,25 @@ function releaseOut(release: Release) {
 }
 
 function rolloutOut(rollout: Rollout) {
-  const { organizationId: _organization, ...fields } = rollout
-  return fields
+  return {
+    id: rollout.id,
+    releaseId: rollout.releaseId,
+    releaseVersion: rollout.releaseVersion,
+    modelIds: rollout.modelIds,
+    deviceIds: rollout.deviceIds,
+    percent: rollout.percent,
+    stages: rollout.stages,
+    failureThreshold: rollout.failureThreshold,
+    reportDeadlineSeconds: rollout.reportDeadlineSeconds,
+    state: rollout.state,
+    stage: rollout.stage,
+    stageStartedAt: rollout.stageStartedAt,
+    stageDeadlineAt: rollout.stageDeadlineAt,
+    acceptedFailures: rollout.acceptedFailures,
+    pausedReason: rollout.pausedReason,
+    createdAt: rollout.createdAt,
+    updatedAt: rollout.updatedAt,
+  }
 }
 
 function commandOut(command: DeviceCommand) {
@@ -184,8 +201,19 @@ function commandOut(command: DeviceCommand) {
 }
 
 function wipeCertificateOut(certificate: WipeCertificate) {
-  const { organizationId: _organization, deviceId: _device, ...fields } = certificate
-  return fields
+  return {
+    id: certificate.id,
+    commandId: certificate.commandId,
+    queuedReadings: certificate.queuedReadings,
+    rejectedReadings: certificate.rejectedReadings,
+    keyIds: certificate.keyIds,
+    certificateSerials: certificate.certificateSerials,
+    erasedAt: certificate.erasedAt,
+    recordedAt: certificate.recordedAt,
+    report: certificate.report,
+    signature: certificate.signature,
+    signingCertificate: certificate.signingCertificate,
+  }
 }
 
 /**

@@ -13,10 +13,9 @@ import {
   type CareTeam,
   type Principal,
 } from '../../access/index.js'
-import type { Device, DeviceModel } from '../../devices/index.js'
+import type { DeviceModel } from '../../devices/index.js'
 import {
   PatientIdentitySchema,
-  findPatient,
   maxRangeDays,
   maxReadingPage,
   type Observation,
