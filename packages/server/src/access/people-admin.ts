@@ -238,6 +238,10 @@ export class PeopleAdministration {
    * `ERR_ALREADY_INITIALIZED` once the organization has an active org admin: from then on its
    * own admins manage its people, and the operator has no way into them. Asked again for the
    * same login name before that person chose a password, it issues a new setup token instead.
+   *
+   * The check and the creation are two transactions: two operators asking at the same instant
+   * for two different login names could both get one. Each is audited, and either new admin
+   * can disable the other; a lock on the organization would close this.
    */
   async createFirstAdmin(
     context: OperationContext,
