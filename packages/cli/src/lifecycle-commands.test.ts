@@ -69,6 +69,7 @@ for (const { dialect, skip } of dialects) {
       assert.equal(ok('rollout', 'list', '--org', 'acme'), '')
       const create = ward('rollout', 'create', '--org', 'acme', '--release', 'fw-1')
       assert.equal(create.status, 1)
+      // Rollouts look releases up in the organization's published ones, which have no fw-1.
       assert.match(create.stderr, /ERR_RELEASE_NOT_FOUND: release fw-1 does not exist/)
       const stages = ward(
         'rollout',

@@ -225,6 +225,31 @@ export async function grantRole(
   return true
 }
 
+/**
+ * Links `user` to the patient `pseudonym` (checked by the caller to be of the user's
+ * organization). Linking the same patient again is a no-op; a user linked to another patient
+ * is refused, since a person is one patient.
+ */
+export async function linkPatient(
+  tx: Transaction,
+  user: User,
+  pseudonym: string,
+  now: Date,
+): Promise<User> {
+  if (user.patientPseudonym === pseudonym) return user
+  if (user.patientPseudonym !== null) {
+    throw new WardError('ERR_INPUT_INVALID', 'this person is linked to another patient already', {
+      details: { field: 'patient' },
+    })
+  }
+  await tx
+    .updateTable('users')
+    .set({ patient_pseudonym: pseudonym, updated_at: now.toISOString() })
+    .where('id', '=', user.id)
+    .execute()
+  return { ...user, patientPseudonym: pseudonym }
+}
+
 /** Revokes `role` from `user`; false when the user did not hold it. */
 export async function revokeRole(tx: Transaction, user: User, role: Role): Promise<boolean> {
   const result = await tx

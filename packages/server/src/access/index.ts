@@ -58,6 +58,13 @@ export {
 } from './principal.js'
 export { foldLoginName, type User } from './accounts.js'
 export {
+  grantableRoles,
+  maxPeoplePerPage,
+  PeopleAdministration,
+  type PersonSummary,
+  type SetupIssued,
+} from './people-admin.js'
+export {
   authenticateRequest,
   csrfCookieName,
   csrfHeaderName,

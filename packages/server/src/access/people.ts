@@ -15,6 +15,7 @@ import {
   foldLoginName,
   grantRole,
   hasPlatformOperator,
+  linkPatient,
   listGrants,
   redeemSetupToken,
   revokeRole,
@@ -232,12 +233,44 @@ export class People {
     })
   }
 
-  /** Grants `role` to `userId` in the user's organization. Audited as `user.role.grant`. */
-  async grantRole(context: OperationContext, userId: string, role: Role): Promise<void> {
+  /**
+   * Grants `role` to `userId` in the user's organization. Audited as `user.role.grant`. The
+   * `patient` role links the person to `patientPseudonym`, which must be a patient of their
+   * organization; a person already linked to another patient is refused.
+   */
+  async grantRole(
+    context: OperationContext,
+    userId: string,
+    role: Role,
+    patientPseudonym?: string,
+  ): Promise<void> {
     await this.#ward.store.transaction(async (tx) => {
-      const user = await findUser(tx, userId)
+      let user = await findUser(tx, userId)
+      if (patientPseudonym !== undefined) {
+        if (role !== 'patient' || user.organizationId === null) {
+          throw new WardError('ERR_INPUT_INVALID', 'only the patient role links a patient', {
+            details: { field: 'patient' },
+          })
+        }
+        await findPatientByPseudonym(tx, user.organizationId, patientPseudonym)
+        user = await linkPatient(tx, user, patientPseudonym, this.#clock())
+      }
       if (await grantRole(tx, user, role, this.#clock())) {
-        await this.#audit(tx, user, context, userEvent('user.role.grant', 'U', user.id, { role }))
+        await this.#audit(tx, user, context, {
+          ...userEvent('user.role.grant', 'U', user.id, { role }),
+          ...(role === 'patient' && user.patientPseudonym !== null
+            ? {
+                entity: [
+                  {
+                    type: 'user',
+                    what: user.id,
+                    patient: user.patientPseudonym,
+                    detail: { role },
+                  },
+                ],
+              }
+            : {}),
+        })
       }
     })
   }

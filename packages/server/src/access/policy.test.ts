@@ -142,6 +142,7 @@ const expected: Record<Role, Allowance[]> = {
   support: [
     [['device-model.list', 'device.list', 'patient.list'], admin, org],
     [['device.assign', 'device.suspend', 'device.reinstate'], admin, device],
+    [['rollout.list', 'rollout.read'], admin, org],
   ],
   'device-engineer': [
     [['device-model.list', 'device-model.create', 'device.list', 'device.create'], admin, org],
@@ -150,6 +151,12 @@ const expected: Record<Role, Allowance[]> = {
       admin,
       device,
     ],
+    [
+      ['release.list', 'rollout.list', 'rollout.read', 'rollout.create', 'rollout.manage'],
+      admin,
+      org,
+    ],
+    [['device.wipe', 'device.decommission', 'wipe-certificate.list'], admin, device],
   ],
   'privacy-officer': [
     [['break-glass.review'], ['HOPERAT'], ['organization', 'grant']],
@@ -158,6 +165,7 @@ const expected: Record<Role, Allowance[]> = {
   'security-officer': [
     [['device.list'], admin, org],
     [['device.suspend', 'device.reinstate', 'device.revoke'], admin, device],
+    [['device.wipe', 'wipe-certificate.list'], admin, device],
     [['audit-log.read'], ['HOPERAT'], ['audit-log']],
   ],
   'org-admin': [
@@ -178,11 +186,19 @@ const expected: Record<Role, Allowance[]> = {
     [['device.assign', 'device.suspend', 'device.reinstate', 'device.revoke'], admin, device],
     [['enrollment-token.create'], admin, device],
     [['care-team.read', 'care-team.manage'], admin, ['own-team', 'other-team']],
+    [['person.list', 'person.create', 'person.manage'], admin, org],
+    [
+      ['release.list', 'rollout.list', 'rollout.read', 'rollout.create', 'rollout.manage'],
+      admin,
+      org,
+    ],
+    [['device.wipe', 'device.decommission', 'wipe-certificate.list'], admin, device],
   ],
   auditor: [[['audit-log.read'], ['HOPERAT'], ['audit-log']]],
   'platform-operator': [
     [['organization.list'], admin, ['platform']],
     [['audit-log.read'], admin, ['audit-log-platform']],
+    [['organization.first-admin'], admin, ['platform']],
   ],
 }
 

@@ -35,6 +35,19 @@ export const actions = [
   'fhir.observation.read',
   'fhir.device.read',
   'fhir.audit-event.search',
+  // People administration, firmware rollouts and the device lifecycle.
+  'person.list',
+  'person.create',
+  'person.manage',
+  'organization.first-admin',
+  'release.list',
+  'rollout.list',
+  'rollout.read',
+  'rollout.create',
+  'rollout.manage',
+  'device.wipe',
+  'device.decommission',
+  'wipe-certificate.list',
 ] as const
 
 export type Action = (typeof actions)[number]
@@ -146,6 +159,18 @@ const resourceTypes: Readonly<Record<Action, readonly ResourceType[]>> = {
   'fhir.observation.read': ['patient'],
   'fhir.device.read': ['device', 'patient'],
   'fhir.audit-event.search': ['audit-log'],
+  'person.list': ['organization'],
+  'person.create': ['organization'],
+  'person.manage': ['organization'],
+  'organization.first-admin': ['platform'],
+  'release.list': ['organization'],
+  'rollout.list': ['organization'],
+  'rollout.read': ['organization'],
+  'rollout.create': ['organization'],
+  'rollout.manage': ['organization'],
+  'device.wipe': ['device'],
+  'device.decommission': ['device'],
+  'wipe-certificate.list': ['device'],
 }
 
 /**
@@ -305,6 +330,8 @@ const basePermissions: Readonly<Record<Role, Partial<Record<Action, readonly Per
     'device.suspend': [fleet('device-support')],
     'device.reinstate': [fleet('device-support')],
     'patient.list': [fleet('device-support')],
+    'rollout.list': [fleet('device-support')],
+    'rollout.read': [fleet('device-support')],
   },
   'device-engineer': {
     'device-model.list': [fleet('device-engineering')],
@@ -315,6 +342,14 @@ const basePermissions: Readonly<Record<Role, Partial<Record<Action, readonly Per
     'device.reinstate': [fleet('device-engineering')],
     'device.revoke': [fleet('device-engineering')],
     'enrollment-token.create': [fleet('device-engineering')],
+    'release.list': [fleet('device-engineering')],
+    'rollout.list': [fleet('device-engineering')],
+    'rollout.read': [fleet('device-engineering')],
+    'rollout.create': [fleet('device-engineering')],
+    'rollout.manage': [fleet('device-engineering')],
+    'device.wipe': [fleet('device-engineering')],
+    'device.decommission': [fleet('device-engineering')],
+    'wipe-certificate.list': [fleet('device-engineering')],
   },
   'privacy-officer': {
     'break-glass.review': [{ scope: 'organization', purposes: ['HOPERAT'], name: 'review' }],
@@ -325,6 +360,8 @@ const basePermissions: Readonly<Record<Role, Partial<Record<Action, readonly Per
     'device.suspend': [fleet('incident-response')],
     'device.reinstate': [fleet('incident-response')],
     'device.revoke': [fleet('incident-response')],
+    'device.wipe': [fleet('incident-response')],
+    'wipe-certificate.list': [fleet('incident-response')],
     'audit-log.read': [{ scope: 'organization', purposes: ['HOPERAT'], name: 'audit-review' }],
   },
   'org-admin': {
@@ -343,6 +380,17 @@ const basePermissions: Readonly<Record<Role, Partial<Record<Action, readonly Per
     'care-team.read': [fleet('administration')],
     'care-team.create': [fleet('administration')],
     'care-team.manage': [fleet('administration')],
+    'person.list': [fleet('people-administration')],
+    'person.create': [fleet('people-administration')],
+    'person.manage': [fleet('people-administration')],
+    'release.list': [fleet('administration')],
+    'rollout.list': [fleet('administration')],
+    'rollout.read': [fleet('administration')],
+    'rollout.create': [fleet('administration')],
+    'rollout.manage': [fleet('administration')],
+    'device.wipe': [fleet('administration')],
+    'device.decommission': [fleet('administration')],
+    'wipe-certificate.list': [fleet('administration')],
   },
   auditor: {
     'audit-log.read': [{ scope: 'organization', purposes: ['HOPERAT'], name: 'audit-evidence' }],
@@ -350,6 +398,9 @@ const basePermissions: Readonly<Record<Role, Partial<Record<Action, readonly Per
   'platform-operator': {
     'organization.list': [{ scope: 'platform', purposes: administration, name: 'platform' }],
     'audit-log.read': [{ scope: 'platform', purposes: administration, name: 'platform-log' }],
+    'organization.first-admin': [
+      { scope: 'platform', purposes: administration, name: 'first-admin' },
+    ],
   },
 }
 

@@ -4,7 +4,13 @@ import { after, before, describe, test } from 'node:test'
 import { AccessFixture } from '../../test/access-fixture.js'
 import { dialects } from '../../test/support.js'
 import { roles, type Role } from '../access/principal.js'
-import { standardDeviceModels } from '../devices/index.js'
+import { systemContext } from '../context.js'
+import {
+  findDevice,
+  findDeviceModel,
+  setDeviceStatus,
+  standardDeviceModels,
+} from '../devices/index.js'
 import type { Organization } from '../tenancy/index.js'
 import type { Patient } from '../records/index.js'
 import { apiRoutes } from './routes/api.js'
@@ -148,6 +154,53 @@ const matrix: Record<string, Record<Role, string>> = {
     support: 'AHAA',
   }),
   'GET /v1/organizations/:organization/fhir/AuditEvent': org(['privacy-officer', 'auditor']),
+  // People, rollouts and the device lifecycle.
+  'GET /v1/organizations/:organization/people': org(['org-admin']),
+  'POST /v1/organizations/:organization/people': org(['org-admin']),
+  'PUT /v1/organizations/:organization/people/:user/roles/:role': org(['org-admin']),
+  'DELETE /v1/organizations/:organization/people/:user/roles/:role': org(['org-admin']),
+  'POST /v1/organizations/:organization/people/:user/disablement': org(['org-admin']),
+  'POST /v1/organizations/:organization/people/:user/setup-tokens': org(['org-admin']),
+  // A platform resource: organization roles are refused (403), not hidden.
+  'POST /v1/platform/organizations/:organization/first-admin': row(
+    { 'platform-operator': 'AAAA' },
+    'DDDD',
+    'AAAA',
+  ),
+  'GET /v1/organizations/:organization/releases': org(['device-engineer', 'org-admin']),
+  'GET /v1/organizations/:organization/rollouts': org(['support', 'device-engineer', 'org-admin']),
+  'POST /v1/organizations/:organization/rollouts': org(['device-engineer', 'org-admin']),
+  'GET /v1/organizations/:organization/rollouts/:rollout': org([
+    'support',
+    'device-engineer',
+    'org-admin',
+  ]),
+  'POST /v1/organizations/:organization/rollouts/:rollout/pause': org([
+    'device-engineer',
+    'org-admin',
+  ]),
+  'POST /v1/organizations/:organization/rollouts/:rollout/resume': org([
+    'device-engineer',
+    'org-admin',
+  ]),
+  'POST /v1/organizations/:organization/rollouts/:rollout/abort': org([
+    'device-engineer',
+    'org-admin',
+  ]),
+  'POST /v1/organizations/:organization/devices/:serial/wipe': org([
+    'device-engineer',
+    'security-officer',
+    'org-admin',
+  ]),
+  'GET /v1/organizations/:organization/devices/:serial/wipe-certificates': org([
+    'device-engineer',
+    'security-officer',
+    'org-admin',
+  ]),
+  'POST /v1/organizations/:organization/devices/:serial/decommission': org([
+    'device-engineer',
+    'org-admin',
+  ]),
 }
 
 /** Rows for a route of an organization that `allowed` may use everywhere in it. */
@@ -199,7 +252,51 @@ for (const { dialect, skip } of dialects) {
 
     before(async () => {
       await fixture.start(dialect)
+      // Releases as the release repository would answer them: each fits the Pulse oximeter.
+      fixture.running.ward.rollouts.useReleases({
+        findRelease: async (tx, organizationId, releaseId) => ({
+          id: releaseId,
+          version: '1.1.0',
+          deviceModelIds: [(await findDeviceModel(tx, organizationId, 'Pulse oximeter')).id],
+        }),
+      })
+      for (const slug of [fixture.alpha.slug, fixture.beta.slug]) await activeDevice(slug)
     })
+
+    /** A fresh device of `slug` that has enrolled (active), as rollouts and wipes need. */
+    const activeDevice = async (slug: string): Promise<string> => {
+      const serial = await fixture.device(slug)
+      const ward = fixture.running.ward
+      const organization = slug === fixture.alpha.slug ? fixture.alpha : fixture.beta
+      await ward.store.transaction(async (tx) =>
+        setDeviceStatus(tx, await findDevice(tx, organization.id, serial), 'active'),
+      )
+      return serial
+    }
+
+    /** A fresh rollout in `slug`, every open one there aborted first; paused when asked. */
+    const rollout = async (slug: string, paused = false): Promise<string> => {
+      const rollouts = fixture.running.ward.rollouts
+      const system = systemContext('test')
+      for (const open of await rollouts.list(slug)) {
+        if (open.state === 'running' || open.state === 'paused') {
+          await rollouts.abort(system, slug, open.id)
+        }
+      }
+      const made = await rollouts.create(system, slug, { releaseId: fixture.unique('release') })
+      if (paused) await rollouts.pause(system, slug, made.id)
+      return made.id
+    }
+
+    /** A fresh person of `organization` holding `clinician`. */
+    const person = async (organization: Organization): Promise<string> => {
+      const created = await fixture.running.ward.people.createUser(systemContext('test'), {
+        organizationId: organization.id,
+        loginName: fixture.unique('person'),
+        roles: ['clinician'],
+      })
+      return created.user.id
+    }
     after(async () => {
       await fixture.stop()
     })
@@ -217,7 +314,7 @@ for (const { dialect, skip } of dialects) {
     }
 
     /** Builds the request of `key` in `context`, creating fresh resources where it changes them. */
-    const prepare = async (key: string, context: Context): Promise<Prepared> => {
+    const prepare = async (key: string, context: Context, role: Role): Promise<Prepared> => {
       const { organization, patient } = place(context)
       const slug = organization.slug
       const tied = context === 'ownPatient' || context === 'otherPatient'
@@ -292,6 +389,50 @@ for (const { dialect, skip } of dialects) {
           return { params: base, query: { patient: `Patient/${patient.pseudonym}` } }
         case 'GET /v1/organizations/:organization/fhir/Device/:id':
           return { params: { ...base, id: await deviceId(slug, await device()) } }
+        case 'POST /v1/organizations/:organization/people':
+          return { params: base, body: { login: fixture.unique('person'), roles: ['clinician'] } }
+        case 'PUT /v1/organizations/:organization/people/:user/roles/:role':
+          return {
+            params: { ...base, user: await person(organization), role: 'care-coordinator' },
+            body: {},
+          }
+        case 'DELETE /v1/organizations/:organization/people/:user/roles/:role':
+          return { params: { ...base, user: await person(organization), role: 'clinician' } }
+        case 'POST /v1/organizations/:organization/people/:user/disablement':
+        case 'POST /v1/organizations/:organization/people/:user/setup-tokens':
+          return { params: { ...base, user: await person(organization) } }
+        case 'POST /v1/platform/organizations/:organization/first-admin': {
+          // Each allowed call needs an organization without an admin.
+          const fresh =
+            role === 'platform-operator'
+              ? (
+                  await fixture.running.ward.createOrganization(systemContext('test'), {
+                    slug: fixture.unique('org'),
+                    name: 'Fresh Clinic',
+                  })
+                ).slug
+              : slug
+          return { params: { organization: fresh }, body: { login: fixture.unique('admin') } }
+        }
+        case 'POST /v1/organizations/:organization/rollouts':
+          await rollout(slug)
+          await fixture.running.ward.rollouts.abort(
+            systemContext('test'),
+            slug,
+            (await fixture.running.ward.rollouts.list(slug))[0]?.id ?? '',
+          )
+          return { params: base, body: { release: fixture.unique('release') } }
+        case 'GET /v1/organizations/:organization/rollouts/:rollout':
+        case 'POST /v1/organizations/:organization/rollouts/:rollout/pause':
+        case 'POST /v1/organizations/:organization/rollouts/:rollout/abort':
+          return { params: { ...base, rollout: await rollout(slug) } }
+        case 'POST /v1/organizations/:organization/rollouts/:rollout/resume':
+          return { params: { ...base, rollout: await rollout(slug, true) } }
+        case 'POST /v1/organizations/:organization/devices/:serial/wipe':
+          return { params: { ...base, serial: await activeDevice(slug) } }
+        case 'GET /v1/organizations/:organization/devices/:serial/wipe-certificates':
+        case 'POST /v1/organizations/:organization/devices/:serial/decommission':
+          return { params: { ...base, serial: await device() } }
         default:
           return { params: base }
       }
@@ -331,7 +472,7 @@ for (const { dialect, skip } of dialects) {
           assert.equal(cells.length, contexts.length, `${key} ${role}: one cell per context`)
           for (const [index, context] of contexts.entries()) {
             const cell = cells[index] as Cell
-            const prepared = await prepare(key, context)
+            const prepared = await prepare(key, context, role)
             const path = route.url.replace(/:([a-zA-Z]+)/g, (_, name: string) => {
               const value = prepared.params[name]
               assert.ok(value !== undefined, `${key}: no value for :${name}`)

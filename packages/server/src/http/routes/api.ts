@@ -1,6 +1,6 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 
-import { isWardError } from '@ward/core'
+import { WardError } from '@ward/core'
 
 import {
   breakGlassReasonCodes,
@@ -13,27 +13,40 @@ import {
   type CareTeam,
   type Principal,
 } from '../../access/index.js'
-import type { Device, DeviceModel } from '../../devices/index.js'
-import { findDevice } from '../../devices/index.js'
-import { readPatientReadings } from '../../readings.js'
+import type { DeviceModel } from '../../devices/index.js'
 import {
   PatientIdentitySchema,
-  findPatient,
+  maxRangeDays,
+  maxReadingPage,
+  type Observation,
+  type PatientReadings,
   findPatientByPseudonym,
   type Patient,
 } from '../../records/index.js'
-import { findOrganization, findOrganizationById, type Organization } from '../../tenancy/index.js'
+import { findOrganizationById, type Organization } from '../../tenancy/index.js'
 import { platformLogName } from '../../audit/index.js'
 import type { Ward } from '../../ward.js'
-import { apiRoute, hiddenResource, oneOf, type ApiRoute, type Resolved } from '../api-route.js'
+import { apiRoute, oneOf, type ApiRoute, type Resolved } from '../api-route.js'
+import { adminRoutes } from './admin-api.js'
+import {
+  DeviceParams,
+  OrganizationParams,
+  Pseudonym,
+  Serial,
+  Slug,
+  Uuid,
+  created,
+  DeviceOut,
+  deviceIn,
+  deviceOut,
+  devicesOut,
+  hide,
+  inOrganization,
+  ok,
+  organizationOf,
+  strict,
+} from './resolvers.js'
 
-// Path parameters, each in the one spelling Ward issues.
-const Slug = Type.String({ pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$' })
-const Serial = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' })
-const Pseudonym = Type.String({ pattern: '^pt-[a-z2-7]{20}$' })
-const Uuid = Type.String({
-  pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
-})
 const UserId = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' })
 const DateTime = Type.String({
   pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})$',
@@ -41,10 +54,7 @@ const DateTime = Type.String({
 })
 const Name = Type.String({ minLength: 1, maxLength: 100 })
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
-const strict = { additionalProperties: false } as const
 
-const OrganizationParams = Type.Object({ organization: Slug }, strict)
-const DeviceParams = Type.Object({ organization: Slug, serial: Serial }, strict)
 const PatientParams = Type.Object({ organization: Slug, patient: Pseudonym }, strict)
 const CareTeamParams = Type.Object({ organization: Slug, careTeam: Uuid }, strict)
 const MemberParams = Type.Object({ organization: Slug, careTeam: Uuid, user: UserId }, strict)
@@ -54,13 +64,14 @@ const TeamPatientParams = Type.Object(
 )
 const GrantParams = Type.Object({ organization: Slug, grant: Uuid }, strict)
 
-/** Most readings one request returns. */
-export const maxReadingsPerRequest = 10_000
+/** Most readings one request returns: one page of the records domain's read. */
+export const maxReadingsPerRequest = maxReadingPage
 const ReadingsQuery = Type.Object(
   {
     from: Type.Optional(DateTime),
     to: Type.Optional(DateTime),
     limit: Type.Integer({ minimum: 1, maximum: maxReadingsPerRequest, default: 1000 }),
+    cursor: Type.Optional(Uuid),
   },
   strict,
 )
@@ -71,13 +82,6 @@ const DeviceModelOut = Type.Object({
   name: Type.String(),
   manufacturer: Type.String(),
   policy: Type.Unknown(),
-})
-const DeviceOut = Type.Object({
-  id: Type.String(),
-  serial: Type.String(),
-  modelId: Type.String(),
-  status: Type.String(),
-  patient: Nullable(Type.String()),
 })
 const PatientOut = Type.Object({ pseudonym: Type.String(), createdAt: Type.String() })
 const CareTeamOut = Type.Object({
@@ -111,6 +115,9 @@ const ObservationBundle = Type.Object({
   resourceType: Type.Literal('Bundle'),
   type: Type.Literal('searchset'),
   total: Type.Integer(),
+  link: Type.Optional(
+    Type.Array(Type.Object({ relation: Type.String(), url: Type.String() }, strict)),
+  ),
   entry: Type.Array(
     Type.Object(
       { fullUrl: Type.String(), resource: Type.Unknown() },
@@ -118,21 +125,6 @@ const ObservationBundle = Type.Object({
     ),
   ),
 })
-
-async function organizationOf(ward: Ward, slug: string): Promise<Organization> {
-  return findOrganization(ward.store.db, slug).catch(hide)
-}
-
-async function inOrganization(ward: Ward, slug: string): Promise<Resolved> {
-  const organization = await organizationOf(ward, slug)
-  return { organization, resource: { type: 'organization', organizationId: organization.id } }
-}
-
-async function deviceIn(ward: Ward, slug: string, serial: string): Promise<Resolved> {
-  const organization = await organizationOf(ward, slug)
-  const device = await findDevice(ward.store.db, organization.id, serial).catch(hide)
-  return { organization, device, resource: { type: 'device', organizationId: organization.id } }
-}
 
 async function patientIn(ward: Ward, slug: string, pseudonym: string): Promise<Resolved> {
   const organization = await organizationOf(ward, slug)
@@ -168,38 +160,12 @@ async function ownRecord(ward: Ward, principal: Principal): Promise<Resolved> {
   return patientIn(ward, organization.slug, pseudonym)
 }
 
-function hide(error: unknown): never {
-  if (isWardError(error) && error.code.endsWith('_NOT_FOUND')) {
-    throw hiddenResource()
-  }
-  throw error
-}
-
 function organizationOut(organization: Organization) {
   return { id: organization.id, slug: organization.slug, name: organization.name }
 }
 
 function modelOut(model: DeviceModel) {
   return { id: model.id, name: model.name, manufacturer: model.manufacturer, policy: model.policy }
-}
-
-async function devicesOut(ward: Ward, organizationId: string, devices: readonly Device[]) {
-  const pseudonyms = new Map<string, string>()
-  for (const id of new Set(devices.map((device) => device.patientId))) {
-    if (id === null) continue
-    pseudonyms.set(id, (await findPatient(ward.store.db, organizationId, id)).pseudonym)
-  }
-  return devices.map((device) => ({
-    id: device.id,
-    serial: device.serial,
-    modelId: device.modelId,
-    status: device.status,
-    patient: device.patientId === null ? null : (pseudonyms.get(device.patientId) ?? null),
-  }))
-}
-
-async function deviceOut(ward: Ward, device: Device) {
-  return (await devicesOut(ward, device.organizationId, [device]))[0]
 }
 
 function patientOut(patient: Patient) {
@@ -228,9 +194,6 @@ function grantOut(grant: BreakGlassGrant) {
 function reviewItemOut(item: BreakGlassReviewItem) {
   return { ...grantOut(item), reason: item.reason }
 }
-
-const ok = (body: unknown) => ({ status: 200, body })
-const created = (body: unknown) => ({ status: 201, body })
 
 const org = '/v1/organizations/:organization'
 
@@ -682,9 +645,12 @@ export const apiRoutes: readonly ApiRoute[] = [
     resolve: (ward, params) => patientIn(ward, params.organization, params.patient),
     handle: async ({ ward, resolved, query, context }) => {
       const { organization, patient } = resolved as Required<Resolved>
-      return ok(
-        observationBundle(await readPatientReadings(ward, context, organization, patient, query)),
-      )
+      const range = readingsRange(query)
+      const page = await ward.readings
+        .readReadings(context, readingsQuery(patient.pseudonym, range, query))
+        .catch(hide)
+      const path = `/v1/organizations/${organization.slug}/patients/${patient.pseudonym}/observations`
+      return ok(observationBundle(page, path, range, query.limit))
     },
   }),
   apiRoute({
@@ -698,20 +664,88 @@ export const apiRoutes: readonly ApiRoute[] = [
     response: { 200: ObservationBundle },
     resolve: (ward, _params, principal) => ownRecord(ward, principal),
     handle: async ({ ward, resolved, query, context }) => {
-      const { organization, patient } = resolved as Required<Resolved>
-      return ok(
-        observationBundle(await readPatientReadings(ward, context, organization, patient, query)),
-      )
+      const { patient } = resolved as Required<Resolved>
+      const range = readingsRange(query)
+      const page = await ward.readings
+        .readOwnReadings(context, readingsQuery(patient.pseudonym, range, query))
+        .catch(hide)
+      return ok(observationBundle(page, '/v1/me/observations', range, query.limit))
     },
   }),
+  ...adminRoutes,
 ]
 
-function observationBundle(observations: readonly { id: string; resource: unknown }[]) {
+interface ReadingsRequest {
+  readonly from?: string
+  readonly to?: string
+  readonly limit: number
+  readonly cursor?: string
+}
+
+/**
+ * The time range of a readings request: as given, or — for a bound left out — the widest the
+ * records domain reads ({@link maxRangeDays} days): ending now, or that long after `from`;
+ * starting that long before `to`.
+ */
+function readingsRange(query: ReadingsRequest): { from: string; to: string } {
+  const span = maxRangeDays * 86_400_000
+  if (query.from !== undefined && query.to !== undefined) return { from: query.from, to: query.to }
+  if (query.to !== undefined) {
+    return { from: new Date(instant(query.to, 'to') - span).toISOString(), to: query.to }
+  }
+  const now = Date.now()
+  if (query.from !== undefined) {
+    return {
+      from: query.from,
+      to: new Date(Math.min(now, instant(query.from, 'from') + span)).toISOString(),
+    }
+  }
+  return { from: new Date(now - span).toISOString(), to: new Date(now).toISOString() }
+}
+
+function instant(text: string, field: string): number {
+  const time = Date.parse(text)
+  if (Number.isNaN(time)) {
+    throw new WardError('ERR_INPUT_INVALID', `${field} must be a real date and time`, {
+      details: { field },
+    })
+  }
+  return time
+}
+
+function readingsQuery(
+  patient: string,
+  range: { from: string; to: string },
+  query: ReadingsRequest,
+) {
+  return {
+    patient,
+    ...range,
+    limit: query.limit,
+    ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
+  }
+}
+
+/**
+ * A page of readings as a FHIR searchset Bundle; when more follow, a `next` link carries the
+ * same range and limit with the cursor to go on from.
+ */
+function observationBundle(
+  page: PatientReadings,
+  path: string,
+  range: { from: string; to: string },
+  limit: number,
+) {
+  const next =
+    page.next === undefined
+      ? undefined
+      : `${path}?${new URLSearchParams({ ...range, limit: String(limit), cursor: page.next }).toString()}`
   return {
     resourceType: 'Bundle' as const,
     type: 'searchset' as const,
-    total: observations.length,
-    entry: observations.map((observation) => ({
+    total: page.readings.length,
+    ...(next === undefined ? {} : { link: [{ relation: 'next', url: next }] }),
+    entry: page.readings.map((observation: Observation) => ({
       fullUrl: `urn:uuid:${observation.id}`,
       resource: { ...(observation.resource as object), id: observation.id },
     })),
