@@ -257,6 +257,7 @@ for (const { dialect, skip } of dialects) {
         findRelease: async (tx, organizationId, releaseId) => ({
           id: releaseId,
           version: '1.1.0',
+          targetName: 'oximeter-1.1.0.bin',
           deviceModelIds: [(await findDeviceModel(tx, organizationId, 'Pulse oximeter')).id],
         }),
       })
