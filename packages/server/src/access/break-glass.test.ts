@@ -9,6 +9,7 @@ import {
   closeBreakGlassReview,
   emergencyAccessFacts,
   listBreakGlassReviews,
+  maxRunningGrantsPerPerson,
   openBreakGlass,
 } from './break-glass.js'
 
@@ -144,6 +145,28 @@ for (const { dialect, skip } of dialects) {
         ),
         { code: 'ERR_INPUT_INVALID', message: /outcome/ },
       )
+    })
+
+    test('one running grant per patient, a few per person, and never reviewed by its opener', async () => {
+      const opener = 'user-limits'
+      const first = await fixture.grant(fixture.other, opener)
+      await assert.rejects(fixture.grant(fixture.other, opener), {
+        code: 'ERR_LIMIT_REACHED',
+        message: /already open/,
+      })
+      await assert.rejects(
+        ward().store.transaction((tx) =>
+          closeBreakGlassReview(tx, first, { reviewerUserId: opener, outcome: 'justified' }),
+        ),
+        { code: 'ERR_ACCESS_DENIED', message: /someone other than/ },
+      )
+      for (let index = 1; index < maxRunningGrantsPerPerson; index += 1) {
+        await fixture.grant(await fixture.createPatient('alpha'), opener)
+      }
+      await assert.rejects(fixture.grant(await fixture.createPatient('alpha'), opener), {
+        code: 'ERR_LIMIT_REACHED',
+        message: new RegExp(`at most ${maxRunningGrantsPerPerson}`),
+      })
     })
 
     test('destroying the patient’s data key shreds the reason with the records', async () => {

@@ -59,6 +59,9 @@ export interface GrantPatient {
   readonly dataKeyId: string
 }
 
+/** Emergency accesses one person may have running at once. */
+export const maxRunningGrantsPerPerson = 5
+
 /**
  * Opens emergency access for `userId` to `patient` for `durationMinutes`, stating `reason`.
  * The reason is sealed under the patient's own data key, bound to this table and the grant's
@@ -103,6 +106,29 @@ export async function openBreakGlass(
   }
 
   const { patient } = input
+  // Emergency access is for the emergency at hand: one running grant per patient, and only a
+  // few at once per person, so a clinician cannot sweep through the organization's patients.
+  const running = await tx
+    .selectFrom('break_glass_grants')
+    .select(['patient_id'])
+    .where('organization_id', '=', patient.organizationId)
+    .where('user_id', '=', input.userId)
+    .where('expires_at', '>', now.toISOString())
+    .execute()
+  if (running.some((row) => row.patient_id === patient.id)) {
+    throw new WardError(
+      'ERR_LIMIT_REACHED',
+      'emergency access to this patient is already open; it ends at its time box',
+      { details: { field: 'patient' } },
+    )
+  }
+  if (running.length >= maxRunningGrantsPerPerson) {
+    throw new WardError(
+      'ERR_LIMIT_REACHED',
+      `at most ${maxRunningGrantsPerPerson} emergency accesses may run at once for one person`,
+      { details: { limit: maxRunningGrantsPerPerson } },
+    )
+  }
   const dataKey = await keyring.dataKey(tx, {
     organizationId: patient.organizationId,
     dataKeyId: patient.dataKeyId,
@@ -253,6 +279,13 @@ export async function closeBreakGlassReview(
       'ERR_INPUT_INVALID',
       `outcome must be one of ${breakGlassReviewOutcomes.join(', ')}`,
       { details: { field: 'outcome' } },
+    )
+  }
+  if (review.reviewerUserId === grant.userId) {
+    throw new WardError(
+      'ERR_ACCESS_DENIED',
+      'an emergency access is reviewed by someone other than the person who opened it',
+      { details: { rule: 'deny.own-review' } },
     )
   }
   const closedAt = now.toISOString()
