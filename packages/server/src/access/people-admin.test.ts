@@ -164,6 +164,15 @@ for (const { dialect, skip } of dialects) {
         'ERR_INPUT_INVALID',
       )
       await rejectsWith(admin.disable(context, clinic, actor.id), 'ERR_INPUT_INVALID')
+      // Not even a role an org admin may grant others: no clinician or reviewer on one's own say.
+      await rejectsWith(
+        admin.grant(context, clinic, 'org-admin', actor.id, 'clinician'),
+        'ERR_ACCESS_DENIED',
+      )
+      await rejectsWith(
+        admin.grant(context, clinic, 'org-admin', actor.id, 'privacy-officer'),
+        'ERR_ACCESS_DENIED',
+      )
 
       const listed = await admin.list(clinic)
       assert.deepEqual(

@@ -145,7 +145,11 @@ export class PeopleAdministration {
     }
   }
 
-  /** Grants `role` (which `by` must be allowed to grant) to a person of the organization. */
+  /**
+   * Grants `role` (which `by` must be allowed to grant) to a person of the organization. Nobody
+   * grants a role to themselves: an admin who could would reach patients' readings as a
+   * clinician, or review their own emergency access as a privacy officer, on their own say.
+   */
   async grant(
     context: OperationContext,
     organization: Organization,
@@ -156,6 +160,13 @@ export class PeopleAdministration {
   ): Promise<PersonSummary> {
     checkGrantable(by, role)
     const user = await this.#member(organization, userId)
+    if (user.id === context.actor.id) {
+      throw new WardError(
+        'ERR_ACCESS_DENIED',
+        'you cannot grant yourself a role; another org admin can',
+        { details: { rule: 'deny.own-grant' } },
+      )
+    }
     await this.#ward.people.grantRole(context, user.id, role, patient).catch(patientNotFoundAsInput)
     return this.find(organization, user.id)
   }
