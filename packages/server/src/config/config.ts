@@ -238,8 +238,12 @@ export const settings: readonly Setting[] = [
       pattern: /^https:\/\/[a-z0-9.-]+(:\d{1,5})?$/,
       allowed: 'https://<host>[:port]',
     },
-    defaultValue: (partial) => `https://${String(partial['hostName'])}`,
-    defaultText: '`https://<hostName>`',
+    defaultValue: (partial) => {
+      const port = Number(partial['http.port'])
+      const host = String(partial['hostName'])
+      return port === 443 || port === 0 ? `https://${host}` : `https://${host}:${port}`
+    },
+    defaultText: '`https://<hostName>:<http.port>` (no port for 443)',
   },
   {
     name: 'log.level',
