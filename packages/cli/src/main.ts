@@ -235,11 +235,15 @@ async function adminCreate(args: string[]): Promise<number> {
   console.log(`platform operator ${created.user.loginName} (${created.user.id})`)
   console.log(`one-time setup token, valid until ${created.setupTokenExpiresAt}; shown only now:`)
   console.log(`  ${created.setupToken}`)
-  console.log('choose the password with it (read from the terminal, not the command line):')
   console.log(
-    `  read -rs WARD_PASSWORD && jq -n --arg t '${created.setupToken}' --arg p "$WARD_PASSWORD" ` +
-      `'{setupToken: $t, password: $p}' | curl --cacert ${settings.http.certFile} ` +
-      `-H 'content-type: application/json' --data-binary @- ${url}/auth/setup`,
+    'choose the password with it; both are read from the terminal, so neither lands in shell ' +
+      'history or a command line:',
+  )
+  console.log(
+    `  read -r SETUP_TOKEN && read -rs PASSWORD && export SETUP_TOKEN PASSWORD && ` +
+      `jq -n '{setupToken: env.SETUP_TOKEN, password: env.PASSWORD}' | ` +
+      `curl --cacert ${settings.http.certFile} -H 'content-type: application/json' ` +
+      `--data-binary @- ${url}/auth/setup`,
   )
   console.log('then sign in at /auth/sign-in and enroll MFA (TOTP or a security key) first.')
   return 0
