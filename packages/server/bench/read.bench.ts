@@ -436,7 +436,7 @@ async function main(): Promise<void> {
           `  p50 ${result.p50.toFixed(2)} ms  p99 ${result.p99.toFixed(2)} ms` +
           `  (${(result.readings / Math.max(1, result.reads)).toFixed(1)} readings a read, ${result.reads} reads)`,
       )
-    print('full: facts, decrypt, audit', fullResult)
+    print('full: authorize, decrypt, audit', fullResult)
     print('  of which without the audit append', unauditedResult)
     print('bare: same query, no decrypt/audit', bareResult)
     console.log(
