@@ -172,8 +172,14 @@ export class AccessFixture {
     return team
   }
 
-  /** An open emergency grant to `patient` for a user who is not a test principal. */
-  async grant(patient: Patient, userId = 'user-night-clinician'): Promise<BreakGlassGrant> {
+  /**
+   * An open emergency grant to `patient` for a user who is not a test principal: by default a
+   * new one each time, since a person may hold only one running grant per patient.
+   */
+  async grant(
+    patient: Patient,
+    userId = this.unique('user-night-clinician'),
+  ): Promise<BreakGlassGrant> {
     const ward = this.running.ward
     return ward.store.transaction((tx) =>
       openBreakGlass(tx, ward.keyring, {

@@ -197,6 +197,34 @@ function reviewItemOut(item: BreakGlassReviewItem) {
 
 const org = '/v1/organizations/:organization'
 
+/** A route that changes one device's trust through the fleet and answers the device. */
+function deviceChange(
+  method: 'POST' | 'DELETE',
+  path: string,
+  action: 'device.suspend' | 'device.reinstate' | 'device.revoke',
+  operation: 'suspendDevice' | 'reinstateDevice' | 'revokeDevice',
+  summary: string,
+): ApiRoute {
+  return apiRoute({
+    method,
+    url: `${org}/devices/:serial/${path}`,
+    action,
+    purposeOfUse: 'HSYSADMIN',
+    summary,
+    tag: 'fleet',
+    params: DeviceParams,
+    response: { 200: DeviceOut },
+    resolve: (ward, params) => deviceIn(ward, params.organization, params.serial),
+    handle: async ({ ward, params, context }) =>
+      ok(
+        await deviceOut(
+          ward,
+          await ward.fleet[operation](context, params.organization, params.serial),
+        ),
+      ),
+  })
+}
+
 /**
  * Every API route under the access policy: what it does, the action the policy is asked about,
  * how the resource is found, and its schemas. The authorization matrix test is generated from
@@ -308,60 +336,27 @@ export const apiRoutes: readonly ApiRoute[] = [
     handle: async ({ ward, params, context }) =>
       created(await ward.fleet.issueEnrollmentToken(context, params.organization, params.serial)),
   }),
-  apiRoute({
-    method: 'POST',
-    url: `${org}/devices/:serial/suspension`,
-    action: 'device.suspend',
-    purposeOfUse: 'HSYSADMIN',
-    summary: 'Suspends the device: refused at once, open connections closed',
-    tag: 'fleet',
-    params: DeviceParams,
-    response: { 200: DeviceOut },
-    resolve: (ward, params) => deviceIn(ward, params.organization, params.serial),
-    handle: async ({ ward, params, context }) =>
-      ok(
-        await deviceOut(
-          ward,
-          await ward.fleet.suspendDevice(context, params.organization, params.serial),
-        ),
-      ),
-  }),
-  apiRoute({
-    method: 'DELETE',
-    url: `${org}/devices/:serial/suspension`,
-    action: 'device.reinstate',
-    purposeOfUse: 'HSYSADMIN',
-    summary: 'Lifts the suspension of the device',
-    tag: 'fleet',
-    params: DeviceParams,
-    response: { 200: DeviceOut },
-    resolve: (ward, params) => deviceIn(ward, params.organization, params.serial),
-    handle: async ({ ward, params, context }) =>
-      ok(
-        await deviceOut(
-          ward,
-          await ward.fleet.reinstateDevice(context, params.organization, params.serial),
-        ),
-      ),
-  }),
-  apiRoute({
-    method: 'POST',
-    url: `${org}/devices/:serial/revocation`,
-    action: 'device.revoke',
-    purposeOfUse: 'HSYSADMIN',
-    summary: 'Revokes every certificate of the device; it must enroll again',
-    tag: 'fleet',
-    params: DeviceParams,
-    response: { 200: DeviceOut },
-    resolve: (ward, params) => deviceIn(ward, params.organization, params.serial),
-    handle: async ({ ward, params, context }) =>
-      ok(
-        await deviceOut(
-          ward,
-          await ward.fleet.revokeDevice(context, params.organization, params.serial),
-        ),
-      ),
-  }),
+  deviceChange(
+    'POST',
+    'suspension',
+    'device.suspend',
+    'suspendDevice',
+    'Suspends the device: refused at once, open connections closed',
+  ),
+  deviceChange(
+    'DELETE',
+    'suspension',
+    'device.reinstate',
+    'reinstateDevice',
+    'Lifts the suspension of the device',
+  ),
+  deviceChange(
+    'POST',
+    'revocation',
+    'device.revoke',
+    'revokeDevice',
+    'Revokes every certificate of the device; it must enroll again',
+  ),
 
   apiRoute({
     method: 'GET',
