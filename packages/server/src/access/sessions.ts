@@ -175,6 +175,23 @@ export async function endAllSessions(tx: Transaction, userId: string, now: Date)
   return Number(result.numUpdatedRows)
 }
 
+/** Ends every session of `userId` but `keepSessionId`; returns how many were live. */
+export async function endOtherSessions(
+  tx: Transaction,
+  userId: string,
+  keepSessionId: string,
+  now: Date,
+): Promise<number> {
+  const result = await tx
+    .updateTable('user_sessions')
+    .set({ ended_at: now.toISOString() })
+    .where('user_id', '=', userId)
+    .where('id', '!=', keepSessionId)
+    .where('ended_at', 'is', null)
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
+}
+
 function csrfMatches(storedHash: string, presented: string | undefined): boolean {
   if (presented === undefined || presented.length === 0 || presented.length > 200) return false
   const expected = Buffer.from(storedHash, 'hex')

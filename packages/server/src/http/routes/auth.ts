@@ -8,7 +8,7 @@ import {
   requestSession,
   setSessionCookies,
 } from '../../access/authenticate.js'
-import type { Caller, SessionState } from '../../access/people.js'
+import type { Caller, FactorChangeProof, SessionState } from '../../access/people.js'
 import type { Ward } from '../../ward.js'
 import { AddressRateLimit } from '../rate-limit.js'
 
@@ -33,6 +33,9 @@ export const otherAuthRoutesPerMinute = 300
  * - `POST /auth/mfa/totp` then `POST /auth/mfa/totp/confirm` `{ code }`;
  *   `POST /auth/mfa/webauthn/options` then `POST /auth/mfa/webauthn` `{ response }`;
  *   `POST /auth/mfa/recovery-codes`: enrollment (the first one answers recovery codes, once).
+ *   Once a person has a second factor, the confirming step of each (`/totp/confirm`,
+ *   `/webauthn`, `/recovery-codes`) also needs `password` and `totpCode` or `recoveryCode`
+ *   in its body, and ends the person's other sessions.
  * - `POST /auth/sign-out`, `POST /auth/sign-out-everywhere`, `GET /auth/me`.
  * - `POST /auth/tokens` `{ label, scopes, days }`, `GET /auth/tokens`,
  *   `DELETE /auth/tokens/:id`: scoped API tokens, shown once at issue.
@@ -137,8 +140,9 @@ export function authRoutes(app: FastifyInstance, ward: Ward): void {
 
   app.post('/auth/mfa/totp/confirm', credential, async (request) => {
     const state = await session(request)
-    const code = stringField(objectBody(request.body), 'code', 20)
-    return enrolledAnswer(await people.confirmTotp(caller(request), state, code))
+    const body = objectBody(request.body)
+    const code = stringField(body, 'code', 20)
+    return enrolledAnswer(await people.confirmTotp(caller(request), state, code, proofFields(body)))
   })
 
   app.post('/auth/mfa/webauthn/options', other, async (request) => {
@@ -147,13 +151,17 @@ export function authRoutes(app: FastifyInstance, ward: Ward): void {
 
   app.post('/auth/mfa/webauthn', credential, async (request) => {
     const state = await session(request)
-    const response = objectField(objectBody(request.body), 'response')
-    return enrolledAnswer(await people.finishWebauthnRegistration(caller(request), state, response))
+    const body = objectBody(request.body)
+    const response = objectField(body, 'response')
+    return enrolledAnswer(
+      await people.finishWebauthnRegistration(caller(request), state, response, proofFields(body)),
+    )
   })
 
-  app.post('/auth/mfa/recovery-codes', other, async (request) => {
+  app.post('/auth/mfa/recovery-codes', credential, async (request) => {
     const state = await session(request)
-    return { recoveryCodes: await people.replaceRecoveryCodes(caller(request), state) }
+    const proof = proofFields(objectBody(request.body))
+    return { recoveryCodes: await people.replaceRecoveryCodes(caller(request), state, proof) }
   })
 
   app.post('/auth/sign-out', other, async (request, reply) => {
@@ -281,6 +289,17 @@ function stringField(body: Record<string, unknown>, name: string, maxLength: num
     )
   }
   return value
+}
+
+/** The optional re-authentication fields of a factor change; see `FactorChangeProof`. */
+function proofFields(body: Record<string, unknown>): FactorChangeProof {
+  const optional = (name: string, maxLength: number) =>
+    body[name] === undefined ? {} : { [name]: stringField(body, name, maxLength) }
+  return {
+    ...optional('password', 1024),
+    ...optional('totpCode', 20),
+    ...optional('recoveryCode', 40),
+  }
 }
 
 function objectField(body: Record<string, unknown>, name: string): Record<string, unknown> {
