@@ -109,9 +109,13 @@ for (const { dialect, skip } of dialects) {
     async function fullySignedIn(login: string, secret: string): Promise<string> {
       const signed = await people.signIn(caller(), login, password)
       assert.equal(signed.stage, 'second-factor')
-      await people.verifyTotp(caller(), await state(signed.token), totpCode(secret, now))
+      const rotated = await people.verifyTotp(
+        caller(),
+        await state(signed.token),
+        totpCode(secret, now),
+      )
       advance(31_000)
-      return signed.token
+      return rotated.token
     }
 
     test('a session alone cannot replace an enrolled TOTP; password and current code can', async () => {
@@ -193,6 +197,51 @@ for (const { dialect, skip } of dialects) {
         'ERR_UNAUTHENTICATED',
       )
       await people.redeemRecoveryCode(caller(), await state(signed.token), fresh[0] as string)
+    })
+
+    test('passing the second factor or enrolling a first one rotates the session tokens', async () => {
+      const owner = await withTotp('rotate.owner')
+      const signed = await people.signIn(caller(), 'rotate.owner', password)
+      const rotated = await people.verifyTotp(
+        caller(),
+        await state(signed.token),
+        totpCode(owner.secret, now),
+      )
+      assert.notEqual(rotated.token, signed.token)
+      assert.notEqual(rotated.csrfToken, signed.csrfToken)
+      assert.equal(await people.resumeSession(signed.token), undefined)
+      const after = await state(rotated.token)
+      assert.equal(after.stage, 'complete')
+      assert.equal(after.mfaVerified, true)
+      await assert.rejects(
+        people.resumeSession(rotated.token, { required: true, token: signed.csrfToken }),
+        (error) => isWardError(error, 'ERR_ACCESS_DENIED'),
+      )
+      assert.ok(
+        (await people.resumeSession(rotated.token, {
+          required: true,
+          token: rotated.csrfToken,
+        })) !== undefined,
+      )
+
+      // A privileged person's first enrollment completes the session under a new token.
+      const created = await people.createUser(admin, {
+        organizationId: clinic.id,
+        loginName: 'rotate.admin',
+        roles: ['org-admin'],
+      })
+      await people.completeSetup(caller(), created.setupToken, password)
+      const enrolling = await people.signIn(caller(), 'rotate.admin', password)
+      assert.equal(enrolling.stage, 'mfa-enrollment')
+      const enrollment = await people.startTotpEnrollment(caller(), await state(enrolling.token))
+      const enrolled = await people.confirmTotp(
+        caller(),
+        await state(enrolling.token),
+        totpCode(enrollment.secret, now),
+      )
+      assert.ok(enrolled.session !== undefined)
+      assert.equal(await people.resumeSession(enrolling.token), undefined)
+      assert.equal((await state(enrolled.session.token)).stage, 'complete')
     })
 
     test('sign-out everywhere revokes the API tokens too, audited', async () => {

@@ -46,6 +46,7 @@ import {
   endSession,
   recordSecondFactorFailure,
   resumeSession,
+  rotateSessionTokens,
   startSession,
   type Session,
   type SessionLimits,
@@ -107,9 +108,19 @@ export interface SessionState {
   readonly mfaVerified: boolean
 }
 
-/** What completing a first MFA enrollment hands back: recovery codes, shown once. */
+/** A session's new token and CSRF token, after its stage advanced; the old ones are dead. */
+export interface RotatedSession {
+  readonly token: string
+  readonly csrfToken: string
+}
+
+/**
+ * What an MFA enrollment hands back: recovery codes, shown once, for a first one; the
+ * session's new tokens when the enrollment completed an enrollment-stage session.
+ */
 export interface MfaEnrolled {
   readonly recoveryCodes?: readonly string[]
+  readonly session?: RotatedSession
 }
 
 /**
@@ -687,9 +698,9 @@ export class People {
     }
   }
 
-  /** Completes a second-factor session with a TOTP code. */
-  async verifyTotp(caller: Caller, state: SessionState, code: string): Promise<void> {
-    await this.#secondFactor(caller, state, 'totp', (tx, now) =>
+  /** Completes a second-factor session with a TOTP code; answers the session's new tokens. */
+  async verifyTotp(caller: Caller, state: SessionState, code: string): Promise<RotatedSession> {
+    return this.#secondFactor(caller, state, 'totp', (tx, now) =>
       verifyTotp(tx, this.#ward.keys, state.user.id, code, now),
     )
   }
@@ -702,27 +713,34 @@ export class People {
     )
   }
 
-  /** Completes a second-factor session with a security key assertion. */
+  /** Completes a second-factor session with a security key; answers its new tokens. */
   async finishWebauthnAuthentication(
     caller: Caller,
     state: SessionState,
     response: unknown,
-  ): Promise<void> {
+  ): Promise<RotatedSession> {
     requireStage(state, ['second-factor'])
     const challenge = await this.#takeChallenge(state, 'authentication')
-    await this.#secondFactor(caller, state, 'webauthn', (tx, now) =>
+    return this.#secondFactor(caller, state, 'webauthn', (tx, now) =>
       finishWebauthnAuthentication(tx, this.party, state.user.id, challenge, response, now),
     )
   }
 
-  /** Completes a second-factor session with a recovery code, spending it. */
-  async redeemRecoveryCode(caller: Caller, state: SessionState, code: string): Promise<number> {
+  /**
+   * Completes a second-factor session with a recovery code, spending it; answers the
+   * session's new tokens and how many codes are left.
+   */
+  async redeemRecoveryCode(
+    caller: Caller,
+    state: SessionState,
+    code: string,
+  ): Promise<RotatedSession & { remaining: number }> {
     let remaining = 0
-    await this.#secondFactor(caller, state, 'recovery-code', async (tx, now) => {
+    const rotated = await this.#secondFactor(caller, state, 'recovery-code', async (tx, now) => {
       remaining = (await redeemRecoveryCode(tx, state.user.id, code, now)).remaining
       return 'recovery-code'
     })
-    return remaining
+    return { ...rotated, remaining }
   }
 
   // ---- API tokens ----
@@ -848,8 +866,10 @@ export class People {
         const credentialId = await enroll(tx, now)
         let recoveryCodes: string[] | undefined
         if (!hadFactor) recoveryCodes = await replaceRecoveryCodes(tx, state.user.id, now)
+        let rotated: RotatedSession | undefined
         if (state.stage === 'mfa-enrollment') {
           await advanceSession(tx, state.session.id, 'complete', true)
+          rotated = await rotateSessionTokens(tx, state.session.id)
         }
         const ended =
           proven === undefined
@@ -866,7 +886,10 @@ export class People {
               : { proof: `password ${proven}`, endedSessions: String(ended) }),
           }),
         )
-        return recoveryCodes === undefined ? {} : { recoveryCodes }
+        return {
+          ...(recoveryCodes === undefined ? {} : { recoveryCodes }),
+          ...(rotated === undefined ? {} : { session: rotated }),
+        }
       })
     } catch (error) {
       await this.#changeRefused(error, state, context, operation, now)
@@ -942,22 +965,24 @@ export class People {
 
   /**
    * Runs one second-factor check for a session at `second-factor`. Success completes the
-   * session; a refusal is audited and counted, and the session ends after a few.
+   * session and rotates its tokens; a refusal is audited and counted, and the session ends
+   * after a few.
    */
   async #secondFactor(
     caller: Caller,
     state: SessionState,
     factor: 'totp' | 'webauthn' | 'recovery-code',
     check: (tx: Transaction, now: Date) => Promise<string>,
-  ): Promise<void> {
+  ): Promise<RotatedSession> {
     requireStage(state, ['second-factor'])
     const now = this.#clock()
     const context = this.#callerContext(caller, state.user.id)
     await this.#ward.store.transaction((tx) => checkSecondFactorThrottle(tx, state.user.id, now))
     try {
-      await this.#ward.store.transaction(async (tx) => {
+      return await this.#ward.store.transaction(async (tx) => {
         const credentialId = await check(tx, now)
         await advanceSession(tx, state.session.id, 'complete', true)
+        const rotated = await rotateSessionTokens(tx, state.session.id)
         await this.#audit(tx, state.user, context, {
           type: auditEventTypes.userAuthentication,
           operation: 'user.second-factor',
@@ -967,6 +992,7 @@ export class People {
             { type: 'session', what: state.session.id },
           ],
         })
+        return rotated
       })
     } catch (error) {
       if (!isWardError(error, 'ERR_UNAUTHENTICATED')) throw error
