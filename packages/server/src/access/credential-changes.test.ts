@@ -17,6 +17,7 @@ import { systemContext } from '../context.js'
 import type { Organization } from '../tenancy/index.js'
 import { Ward, initializeWard } from '../ward.js'
 import { People, type Caller, type SessionState } from './people.js'
+import { SoftwareAuthenticator } from './test-support.js'
 
 const password = 'amber meadow shutter softly'
 
@@ -170,6 +171,33 @@ for (const { dialect, skip } of dialects) {
       assert.ok(bodies.some((body) => body.includes('enrollment proof refused')))
       assert.ok(bodies.some((body) => body.includes('password totp')))
       assert.ok(!bodies.some((body) => body.includes(password)))
+    })
+
+    test('a security key is added beside TOTP only on the password and a current code', async () => {
+      const owner = await withTotp('key.beside')
+      const other = await fullySignedIn('key.beside', owner.secret)
+      const key = new SoftwareAuthenticator()
+      const origin = people.party.origin
+      const options = await people.startWebauthnRegistration(await state(owner.token))
+      await rejectsWith(
+        people.finishWebauthnRegistration(
+          caller(),
+          await state(owner.token),
+          key.register(options as never, origin),
+        ),
+        'ERR_INPUT_INVALID',
+      )
+      const retry = await people.startWebauthnRegistration(await state(owner.token))
+      const added = await people.finishWebauthnRegistration(
+        caller(),
+        await state(owner.token),
+        key.register(retry as never, origin),
+        { password, totpCode: totpCode(owner.secret, now) },
+      )
+      assert.equal(added.recoveryCodes, undefined)
+      assert.equal(await people.resumeSession(other), undefined)
+      const signed = await people.signIn(caller(), 'key.beside', password)
+      assert.deepEqual(signed.secondFactors, ['totp', 'webauthn', 'recovery-code'])
     })
 
     test('recovery codes are regenerated only on the password and a current second factor', async () => {

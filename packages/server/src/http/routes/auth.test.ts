@@ -288,6 +288,27 @@ for (const { dialect, skip } of dialects) {
         headers: { ...newJar, 'x-csrf-token': oldCsrf },
       })
       assert.equal(stale.status, 403, 'the CSRF token from before the second factor is dead')
+
+      // With a second factor enrolled, the session alone cannot regenerate recovery codes:
+      // the body must carry the password and a current second factor.
+      const bare = await call('POST', '/auth/mfa/recovery-codes', { headers: bearer(after) })
+      assert.equal(bare.status, 400, bare.text)
+      assert.equal(bare.json['code'], 'ERR_INPUT_INVALID')
+      const wrongProof = await call('POST', '/auth/mfa/recovery-codes', {
+        headers: bearer(after),
+        body: { password: 'not the password at all', recoveryCode: codes[2] },
+      })
+      assert.equal(wrongProof.status, 401, wrongProof.text)
+      const regenerated = await call('POST', '/auth/mfa/recovery-codes', {
+        headers: bearer(after),
+        body: { password, recoveryCode: codes[2] },
+      })
+      assert.equal(regenerated.status, 200, regenerated.text)
+      const fresh = regenerated.json['recoveryCodes'] as string[]
+      assert.equal(fresh.length, 10)
+      for (const code of fresh) secrets.add(code)
+      assert.equal((await call('GET', '/auth/me', { headers: newJar })).status, 401)
+      assert.equal((await call('GET', '/auth/me', { headers: bearer(after) })).status, 200)
     })
 
     test('a security key registers and completes sign-in; a forged signature is refused', async () => {
@@ -405,7 +426,7 @@ for (const { dialect, skip } of dialects) {
       }
       // Responses hold a secret only where it is shown once on purpose.
       const shownOnce = responses.filter((text) =>
-        /^\/auth\/(sign-in(\/totp|\/webauthn|\/recovery-code)?|mfa\/totp|mfa\/totp\/confirm|mfa\/webauthn|tokens) /.test(
+        /^\/auth\/(sign-in(\/totp|\/webauthn|\/recovery-code)?|mfa\/recovery-codes|mfa\/totp|mfa\/totp\/confirm|mfa\/webauthn|tokens) /.test(
           text,
         ),
       )
