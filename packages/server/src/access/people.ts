@@ -35,15 +35,18 @@ import {
   issueApiToken,
   listApiTokens,
   resolveApiToken,
+  revokeAllApiTokens,
   revokeApiToken,
   type ApiTokenRecord,
 } from './scoped-api-tokens.js'
 import {
   advanceSession,
   endAllSessions,
+  endOtherSessions,
   endSession,
   recordSecondFactorFailure,
   resumeSession,
+  rotateSessionTokens,
   startSession,
   type Session,
   type SessionLimits,
@@ -105,9 +108,33 @@ export interface SessionState {
   readonly mfaVerified: boolean
 }
 
-/** What completing a first MFA enrollment hands back: recovery codes, shown once. */
+/** A session's new token and CSRF token, after its stage advanced; the old ones are dead. */
+export interface RotatedSession {
+  readonly token: string
+  readonly csrfToken: string
+}
+
+/**
+ * What an MFA enrollment hands back: recovery codes, shown once, for a first one; the
+ * session's new tokens when the enrollment completed an enrollment-stage session.
+ */
 export interface MfaEnrolled {
   readonly recoveryCodes?: readonly string[]
+  readonly session?: RotatedSession
+}
+
+/**
+ * What a person who has a second factor gives, in the same request, to add or replace a
+ * factor or to regenerate recovery codes: their current password and a current second factor
+ * — a TOTP code from the authenticator they have now, or one of their recovery codes. A
+ * session alone is not enough: whoever steals one must not be able to swap the owner's
+ * second factor for their own and keep the account. Both are asked for, not the password
+ * alone, because the password is the factor most often phished or reused elsewhere.
+ */
+export interface FactorChangeProof {
+  readonly password?: string
+  readonly totpCode?: string
+  readonly recoveryCode?: string
 }
 
 const signInFailed = () =>
@@ -306,7 +333,9 @@ export class People {
   /**
    * Sets the password of the person a one-time setup token belongs to, spending the token.
    * The password is checked against Ward's rules first, so a refused one leaves the token
-   * usable. Ends any session the person had. Audited as `user.password.set`.
+   * usable. Ends any session the person had and revokes their API tokens: a reissued setup
+   * token is how an account is recovered, and nothing issued before it may outlive it.
+   * Audited as `user.password.set`, with `api-token.revoke-all` when tokens were revoked.
    */
   async completeSetup(caller: Caller, setupToken: string, password: string): Promise<void> {
     const now = this.#clock()
@@ -328,12 +357,9 @@ export class People {
         )
         .execute()
       await endAllSessions(tx, preview.id, now)
-      await this.#audit(
-        tx,
-        preview,
-        this.#callerContext(caller, preview.id),
-        userEvent('user.password.set', 'U', preview.id),
-      )
+      const context = this.#callerContext(caller, preview.id)
+      await this.#revokeAllApiTokens(tx, preview, context, now)
+      await this.#audit(tx, preview, context, userEvent('user.password.set', 'U', preview.id))
     })
   }
 
@@ -512,11 +538,17 @@ export class People {
     })
   }
 
-  /** Ends every session of the person. Audited as `user.sign-out-everywhere`. */
+  /**
+   * Ends every session of the person and revokes their API tokens. Audited as
+   * `user.sign-out-everywhere`, with `api-token.revoke-all` when tokens were revoked.
+   */
   async signOutEverywhere(caller: Caller, state: SessionState): Promise<number> {
     return this.#ward.store.transaction(async (tx) => {
-      const ended = await endAllSessions(tx, state.user.id, this.#clock())
-      await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+      const now = this.#clock()
+      const ended = await endAllSessions(tx, state.user.id, now)
+      const context = this.#callerContext(caller, state.user.id)
+      await this.#revokeAllApiTokens(tx, state.user, context, now)
+      await this.#audit(tx, state.user, context, {
         type: auditEventTypes.userAuthentication,
         operation: 'user.sign-out-everywhere',
         action: 'E',
@@ -586,10 +618,18 @@ export class People {
     })
   }
 
-  /** Confirms TOTP enrollment with a first code; completes an enrollment-stage session. */
-  async confirmTotp(caller: Caller, state: SessionState, code: string): Promise<MfaEnrolled> {
+  /**
+   * Confirms TOTP enrollment with a first code; completes an enrollment-stage session. A
+   * person who has a second factor already must give `proof` (see `FactorChangeProof`).
+   */
+  async confirmTotp(
+    caller: Caller,
+    state: SessionState,
+    code: string,
+    proof: FactorChangeProof = {},
+  ): Promise<MfaEnrolled> {
     requireStage(state, ['complete', 'mfa-enrollment'])
-    return this.#enrolled(caller, state, 'totp', (tx, now) =>
+    return this.#enrolled(caller, state, 'totp', proof, (tx, now) =>
       confirmTotp(tx, this.#ward.keys, state.user.id, code, now),
     )
   }
@@ -602,40 +642,65 @@ export class People {
     )
   }
 
-  /** Verifies and stores a new key; completes an enrollment-stage session. Audited. */
+  /**
+   * Verifies and stores a new key; completes an enrollment-stage session. Audited. A person
+   * who has a second factor already must give `proof` (see `FactorChangeProof`).
+   */
   async finishWebauthnRegistration(
     caller: Caller,
     state: SessionState,
     response: unknown,
+    proof: FactorChangeProof = {},
   ): Promise<MfaEnrolled> {
     requireStage(state, ['complete', 'mfa-enrollment'])
     const challenge = await this.#takeChallenge(state, 'registration')
-    return this.#enrolled(caller, state, 'webauthn', (tx, now) =>
+    return this.#enrolled(caller, state, 'webauthn', proof, (tx, now) =>
       finishWebauthnRegistration(tx, this.party, state.user.id, challenge, response, now),
     )
   }
 
-  /** Replaces the recovery codes of a fully signed-in person. Audited. */
-  async replaceRecoveryCodes(caller: Caller, state: SessionState): Promise<string[]> {
+  /**
+   * Replaces the recovery codes of a fully signed-in person, on `proof` (see
+   * `FactorChangeProof`; a recovery code given as proof is spent before the new ones are
+   * made), and ends the person's other sessions. Audited.
+   */
+  async replaceRecoveryCodes(
+    caller: Caller,
+    state: SessionState,
+    proof: FactorChangeProof = {},
+  ): Promise<string[]> {
     requireStage(state, ['complete'])
-    return this.#ward.store.transaction(async (tx) => {
-      if ((await this.#factorsOf(tx, state.user.id)).length === 0) {
-        throw new WardError('ERR_INPUT_INVALID', 'enroll an authenticator before recovery codes')
-      }
-      const codes = await replaceRecoveryCodes(tx, state.user.id, this.#clock())
-      await this.#audit(
-        tx,
-        state.user,
-        this.#callerContext(caller, state.user.id),
-        userEvent('user.mfa.recovery-codes.replace', 'U', state.user.id),
-      )
-      return codes
-    })
+    const now = this.#clock()
+    const context = this.#callerContext(caller, state.user.id)
+    if ((await this.#factorsOf(this.#ward.store.db, state.user.id)).length === 0) {
+      throw new WardError('ERR_INPUT_INVALID', 'enroll an authenticator before recovery codes')
+    }
+    try {
+      await this.#checkChangePassword(state, proof, now)
+      return await this.#ward.store.transaction(async (tx) => {
+        const factor = await this.#checkChangeSecondFactor(tx, state, proof, now)
+        const codes = await replaceRecoveryCodes(tx, state.user.id, now)
+        const ended = await endOtherSessions(tx, state.user.id, state.session.id, now)
+        await this.#audit(
+          tx,
+          state.user,
+          context,
+          userEvent('user.mfa.recovery-codes.replace', 'U', state.user.id, {
+            proof: `password ${factor}`,
+            endedSessions: String(ended),
+          }),
+        )
+        return codes
+      })
+    } catch (error) {
+      await this.#changeRefused(error, state, context, 'user.mfa.recovery-codes.replace', now)
+      throw error
+    }
   }
 
-  /** Completes a second-factor session with a TOTP code. */
-  async verifyTotp(caller: Caller, state: SessionState, code: string): Promise<void> {
-    await this.#secondFactor(caller, state, 'totp', (tx, now) =>
+  /** Completes a second-factor session with a TOTP code; answers the session's new tokens. */
+  async verifyTotp(caller: Caller, state: SessionState, code: string): Promise<RotatedSession> {
+    return this.#secondFactor(caller, state, 'totp', (tx, now) =>
       verifyTotp(tx, this.#ward.keys, state.user.id, code, now),
     )
   }
@@ -648,27 +713,34 @@ export class People {
     )
   }
 
-  /** Completes a second-factor session with a security key assertion. */
+  /** Completes a second-factor session with a security key; answers its new tokens. */
   async finishWebauthnAuthentication(
     caller: Caller,
     state: SessionState,
     response: unknown,
-  ): Promise<void> {
+  ): Promise<RotatedSession> {
     requireStage(state, ['second-factor'])
     const challenge = await this.#takeChallenge(state, 'authentication')
-    await this.#secondFactor(caller, state, 'webauthn', (tx, now) =>
+    return this.#secondFactor(caller, state, 'webauthn', (tx, now) =>
       finishWebauthnAuthentication(tx, this.party, state.user.id, challenge, response, now),
     )
   }
 
-  /** Completes a second-factor session with a recovery code, spending it. */
-  async redeemRecoveryCode(caller: Caller, state: SessionState, code: string): Promise<number> {
+  /**
+   * Completes a second-factor session with a recovery code, spending it; answers the
+   * session's new tokens and how many codes are left.
+   */
+  async redeemRecoveryCode(
+    caller: Caller,
+    state: SessionState,
+    code: string,
+  ): Promise<RotatedSession & { remaining: number }> {
     let remaining = 0
-    await this.#secondFactor(caller, state, 'recovery-code', async (tx, now) => {
+    const rotated = await this.#secondFactor(caller, state, 'recovery-code', async (tx, now) => {
       remaining = (await redeemRecoveryCode(tx, state.user.id, code, now)).remaining
       return 'recovery-code'
     })
-    return remaining
+    return { ...rotated, remaining }
   }
 
   // ---- API tokens ----
@@ -735,6 +807,23 @@ export class People {
 
   // ---- internals ----
 
+  /** Revokes all of `user`'s API tokens; audited as `api-token.revoke-all` when there were any. */
+  async #revokeAllApiTokens(
+    tx: Transaction,
+    user: User,
+    context: OperationContext,
+    now: Date,
+  ): Promise<void> {
+    const revoked = await revokeAllApiTokens(tx, user.id, now)
+    if (revoked === 0) return
+    await this.#audit(tx, user, context, {
+      type: auditEventTypes.securityAlert,
+      operation: 'api-token.revoke-all',
+      action: 'D',
+      entity: [{ type: 'user', what: user.id, detail: { tokens: String(revoked) } }],
+    })
+  }
+
   async #factorsOf(tx: Transaction, userId: string): Promise<('totp' | 'webauthn')[]> {
     const factors: ('totp' | 'webauthn')[] = []
     if (await hasTotp(tx, userId)) factors.push('totp')
@@ -750,63 +839,150 @@ export class People {
     return challenge
   }
 
-  /** Records an enrolled factor; a first factor completes the session and brings recovery codes. */
+  /**
+   * Records an enrolled factor; a first factor completes the session and brings recovery
+   * codes. Adding or replacing a factor beside an existing one needs `proof` and ends the
+   * person's other sessions.
+   */
   async #enrolled(
     caller: Caller,
     state: SessionState,
     factor: 'totp' | 'webauthn',
+    proof: FactorChangeProof,
     enroll: (tx: Transaction, now: Date) => Promise<string>,
   ): Promise<MfaEnrolled> {
     const now = this.#clock()
+    const context = this.#callerContext(caller, state.user.id)
+    const operation = `user.mfa.${factor}.enroll`
     try {
+      const hadFactorBefore = (await this.#factorsOf(this.#ward.store.db, state.user.id)).length > 0
+      if (hadFactorBefore) await this.#checkChangePassword(state, proof, now)
       return await this.#ward.store.transaction(async (tx) => {
         const hadFactor = (await this.#factorsOf(tx, state.user.id)).length > 0
+        if (hadFactor && !hadFactorBefore) throw proofMissing('password')
+        const proven = hadFactor
+          ? await this.#checkChangeSecondFactor(tx, state, proof, now)
+          : undefined
         const credentialId = await enroll(tx, now)
         let recoveryCodes: string[] | undefined
         if (!hadFactor) recoveryCodes = await replaceRecoveryCodes(tx, state.user.id, now)
+        let rotated: RotatedSession | undefined
         if (state.stage === 'mfa-enrollment') {
           await advanceSession(tx, state.session.id, 'complete', true)
+          rotated = await rotateSessionTokens(tx, state.session.id)
         }
+        const ended =
+          proven === undefined
+            ? undefined
+            : await endOtherSessions(tx, state.user.id, state.session.id, now)
         await this.#audit(
           tx,
           state.user,
-          this.#callerContext(caller, state.user.id),
-          userEvent(`user.mfa.${factor}.enroll`, 'C', state.user.id, { credential: credentialId }),
+          context,
+          userEvent(operation, 'C', state.user.id, {
+            credential: credentialId,
+            ...(proven === undefined
+              ? {}
+              : { proof: `password ${proven}`, endedSessions: String(ended) }),
+          }),
         )
-        return recoveryCodes === undefined ? {} : { recoveryCodes }
+        return {
+          ...(recoveryCodes === undefined ? {} : { recoveryCodes }),
+          ...(rotated === undefined ? {} : { session: rotated }),
+        }
       })
     } catch (error) {
-      if (isWardError(error, 'ERR_UNAUTHENTICATED')) {
-        await this.#ward.store.transaction(async (tx) => {
-          await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
-            ...userEvent(`user.mfa.${factor}.enroll`, 'C', state.user.id),
-            outcome: '4',
-            outcomeDescription: 'enrollment proof refused',
-          })
-        })
-      }
+      await this.#changeRefused(error, state, context, operation, now)
       throw error
     }
   }
 
   /**
+   * Checks the password of a `FactorChangeProof` (outside a transaction: Argon2id is slow).
+   * Counted against the person's second-factor throttle, so a stolen session cannot guess.
+   */
+  async #checkChangePassword(state: SessionState, proof: FactorChangeProof, now: Date) {
+    if (proof.password === undefined) throw proofMissing('password')
+    await this.#ward.store.transaction((tx) => checkSecondFactorThrottle(tx, state.user.id, now))
+    const stored = await this.#ward.store.db
+      .selectFrom('user_passwords')
+      .select('password_hash')
+      .where('user_id', '=', state.user.id)
+      .executeTakeFirst()
+    const matches =
+      stored === undefined
+        ? await verifyAgainstNothing(proof.password)
+        : await verifyPassword(stored.password_hash, proof.password)
+    if (!matches) throw changeProofRefused()
+  }
+
+  /** Checks the second factor of a `FactorChangeProof`, spending a recovery code given. */
+  async #checkChangeSecondFactor(
+    tx: Transaction,
+    state: SessionState,
+    proof: FactorChangeProof,
+    now: Date,
+  ): Promise<'totp' | 'recovery-code'> {
+    if (proof.totpCode !== undefined) {
+      try {
+        await verifyTotp(tx, this.#ward.keys, state.user.id, proof.totpCode, now)
+      } catch (error) {
+        if (isWardError(error, 'ERR_UNAUTHENTICATED')) throw changeProofRefused()
+        throw error
+      }
+      return 'totp'
+    }
+    if (proof.recoveryCode !== undefined) {
+      try {
+        await redeemRecoveryCode(tx, state.user.id, proof.recoveryCode, now)
+      } catch (error) {
+        if (isWardError(error, 'ERR_UNAUTHENTICATED')) throw changeProofRefused()
+        throw error
+      }
+      return 'recovery-code'
+    }
+    throw proofMissing('totpCode')
+  }
+
+  /** Audits and counts a refused factor change; other errors pass untouched. */
+  async #changeRefused(
+    error: unknown,
+    state: SessionState,
+    context: OperationContext,
+    operation: string,
+    now: Date,
+  ): Promise<void> {
+    if (!isWardError(error, 'ERR_UNAUTHENTICATED')) return
+    await this.#ward.store.transaction(async (tx) => {
+      await recordSecondFactorThrottleFailure(tx, state.user.id, now)
+      await this.#audit(tx, state.user, context, {
+        ...userEvent(operation, 'C', state.user.id),
+        outcome: '4',
+        outcomeDescription: 'enrollment proof refused',
+      })
+    })
+  }
+
+  /**
    * Runs one second-factor check for a session at `second-factor`. Success completes the
-   * session; a refusal is audited and counted, and the session ends after a few.
+   * session and rotates its tokens; a refusal is audited and counted, and the session ends
+   * after a few.
    */
   async #secondFactor(
     caller: Caller,
     state: SessionState,
     factor: 'totp' | 'webauthn' | 'recovery-code',
     check: (tx: Transaction, now: Date) => Promise<string>,
-  ): Promise<void> {
+  ): Promise<RotatedSession> {
     requireStage(state, ['second-factor'])
     const now = this.#clock()
     const context = this.#callerContext(caller, state.user.id)
     await this.#ward.store.transaction((tx) => checkSecondFactorThrottle(tx, state.user.id, now))
     try {
-      await this.#ward.store.transaction(async (tx) => {
+      return await this.#ward.store.transaction(async (tx) => {
         const credentialId = await check(tx, now)
         await advanceSession(tx, state.session.id, 'complete', true)
+        const rotated = await rotateSessionTokens(tx, state.session.id)
         await this.#audit(tx, state.user, context, {
           type: auditEventTypes.userAuthentication,
           operation: 'user.second-factor',
@@ -816,6 +992,7 @@ export class People {
             { type: 'session', what: state.session.id },
           ],
         })
+        return rotated
       })
     } catch (error) {
       if (!isWardError(error, 'ERR_UNAUTHENTICATED')) throw error
@@ -886,6 +1063,19 @@ export class People {
       policyRule: 'authentication',
     }
   }
+}
+
+function proofMissing(field: 'password' | 'totpCode'): WardError {
+  return new WardError(
+    'ERR_INPUT_INVALID',
+    'changing a second factor or recovery codes needs the current password and a current ' +
+      'second factor in the same request: password, and totpCode or recoveryCode',
+    { details: { field } },
+  )
+}
+
+function changeProofRefused(): WardError {
+  return new WardError('ERR_UNAUTHENTICATED', 'the password or second factor given is wrong')
 }
 
 function isPrivileged(grants: readonly RoleGrant[]): boolean {

@@ -126,6 +126,21 @@ export async function revokeApiToken(
   if (result.numUpdatedRows !== 1n) throw new WardError('ERR_NOT_FOUND', 'no such API token')
 }
 
+/** Revokes every unrevoked API token of `userId`; returns how many there were. */
+export async function revokeAllApiTokens(
+  tx: Transaction,
+  userId: string,
+  now: Date,
+): Promise<number> {
+  const result = await tx
+    .updateTable('user_api_tokens')
+    .set({ revoked_at: now.toISOString() })
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
+}
+
 /** The live token `token` names, marked used now; undefined for anything else. */
 export async function resolveApiToken(
   tx: Transaction,

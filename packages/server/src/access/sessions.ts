@@ -133,6 +133,25 @@ export async function advanceSession(
     .execute()
 }
 
+/**
+ * Gives the session a new token and CSRF token, for when its stage advances: the digests of
+ * the old ones are overwritten, so from now on they open nothing. A token seen, planted or
+ * logged while the session waited for its second factor is worth nothing once it has one.
+ */
+export async function rotateSessionTokens(
+  tx: Transaction,
+  sessionId: string,
+): Promise<{ token: string; csrfToken: string }> {
+  const token = `ward_s_${randomBytes(32).toString('base64url')}`
+  const csrfToken = randomBytes(24).toString('base64url')
+  await tx
+    .updateTable('user_sessions')
+    .set({ token_hash: tokenDigest(token), csrf_hash: tokenDigest(csrfToken) })
+    .where('id', '=', sessionId)
+    .execute()
+  return { token, csrfToken }
+}
+
 /** Counts a wrong second-factor answer; ends the session past the limit. True if it ended. */
 export async function recordSecondFactorFailure(
   tx: Transaction,
@@ -170,6 +189,23 @@ export async function endAllSessions(tx: Transaction, userId: string, now: Date)
     .updateTable('user_sessions')
     .set({ ended_at: now.toISOString() })
     .where('user_id', '=', userId)
+    .where('ended_at', 'is', null)
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
+}
+
+/** Ends every session of `userId` but `keepSessionId`; returns how many were live. */
+export async function endOtherSessions(
+  tx: Transaction,
+  userId: string,
+  keepSessionId: string,
+  now: Date,
+): Promise<number> {
+  const result = await tx
+    .updateTable('user_sessions')
+    .set({ ended_at: now.toISOString() })
+    .where('user_id', '=', userId)
+    .where('id', '!=', keepSessionId)
     .where('ended_at', 'is', null)
     .executeTakeFirst()
   return Number(result.numUpdatedRows)

@@ -54,8 +54,11 @@ for (const { dialect, skip } of dialects) {
       return { token, stage: json(signIn)['stage'] }
     }
 
-    /** Enrolls TOTP on a session at the enrollment stage; answers the authenticator. */
-    async function enrollTotp(token: string): Promise<TOTP> {
+    /**
+     * Enrolls TOTP on a session at the enrollment stage; answers the authenticator and the
+     * session's new token (the old one is dead once enrollment completes the session).
+     */
+    async function enrollTotp(token: string): Promise<{ totp: TOTP; token: string }> {
       const enroll = await call('POST', '/auth/mfa/totp', token)
       assert.equal(enroll.status, 200, enroll.text)
       const secret = json(enroll)['secret'] as string
@@ -71,7 +74,10 @@ for (const { dialect, skip } of dialects) {
       })
       assert.equal(confirmed.status, 200, confirmed.text)
       for (const code of json(confirmed)['recoveryCodes'] as string[]) secrets.add(code)
-      return totp
+      const rotated = json(confirmed)['token'] as string
+      secrets.add(rotated)
+      assert.equal((await call('GET', '/auth/me', token)).status, 401)
+      return { totp, token: rotated }
     }
 
     test('operator, org admin and clinician come about and sign in; the clinician reads exactly their patient', async () => {
@@ -86,7 +92,7 @@ for (const { dialect, skip } of dialects) {
       assert.equal(operator.stage, 'mfa-enrollment')
       // Before the second factor the session is no principal: nothing under the policy.
       assert.equal((await call('GET', '/v1/organizations', operator.token)).status, 401)
-      const operatorTotp = await enrollTotp(operator.token)
+      const { totp: operatorTotp } = await enrollTotp(operator.token)
 
       // A new sign-in asks for the second factor; the next time step's code passes it.
       const again = await call('POST', '/auth/sign-in', undefined, {
@@ -95,14 +101,18 @@ for (const { dialect, skip } of dialects) {
         mode: 'bearer',
       })
       assert.equal(json(again)['stage'], 'second-factor')
-      const operatorToken = json(again)['token'] as string
-      secrets.add(operatorToken)
-      const wrong = await call('POST', '/auth/sign-in/totp', operatorToken, { code: '000000' })
+      const beforeTotp = json(again)['token'] as string
+      secrets.add(beforeTotp)
+      const wrong = await call('POST', '/auth/sign-in/totp', beforeTotp, { code: '000000' })
       assert.equal(wrong.status, 401)
-      const passed = await call('POST', '/auth/sign-in/totp', operatorToken, {
+      const passed = await call('POST', '/auth/sign-in/totp', beforeTotp, {
         code: operatorTotp.generate({ timestamp: Date.now() + 30_000 }),
       })
       assert.equal(passed.status, 200, passed.text)
+      // The second factor rotated the session token: only the new one opens it.
+      const operatorToken = json(passed)['token'] as string
+      secrets.add(operatorToken)
+      assert.equal((await call('GET', '/v1/organizations', beforeTotp)).status, 401)
       const organizations = await call('GET', '/v1/organizations', operatorToken)
       assert.equal(organizations.status, 200)
 
@@ -120,9 +130,12 @@ for (const { dialect, skip } of dialects) {
       // The operator holds no role in alpha: its people are not theirs to see.
       assert.equal((await call('GET', '/v1/organizations/alpha/people', operatorToken)).status, 404)
 
-      const admin = await setUpAndSignIn('alpha.admin', json(adminIssued)['setupToken'] as string)
-      assert.equal(admin.stage, 'mfa-enrollment')
-      await enrollTotp(admin.token)
+      const enrolling = await setUpAndSignIn(
+        'alpha.admin',
+        json(adminIssued)['setupToken'] as string,
+      )
+      assert.equal(enrolling.stage, 'mfa-enrollment')
+      const admin = await enrollTotp(enrolling.token)
       const secondAdmin = await call(
         'POST',
         '/v1/platform/organizations/alpha/first-admin',

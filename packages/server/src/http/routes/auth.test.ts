@@ -229,7 +229,13 @@ for (const { dialect, skip } of dialects) {
       const codes = confirmed.json['recoveryCodes'] as string[]
       assert.equal(codes.length, 10)
       for (const code of codes) secrets.add(code)
-      const me = await call('GET', '/auth/me', { headers: bearer(token) })
+      // Enrollment completed the session under a new token; the one from before is dead.
+      const rotated = confirmed.json['token'] as string
+      secrets.add(rotated)
+      assert.match(rotated, /^ward_s_/)
+      assert.notEqual(rotated, token)
+      assert.equal((await call('GET', '/auth/me', { headers: bearer(token) })).status, 401)
+      const me = await call('GET', '/auth/me', { headers: bearer(rotated) })
       assert.equal(me.json['stage'], 'complete')
       assert.equal(me.json['mfaVerified'], true)
 
@@ -242,6 +248,67 @@ for (const { dialect, skip } of dialects) {
       })
       assert.equal(recovered.status, 200)
       assert.equal(recovered.json['remainingRecoveryCodes'], 9)
+      const after = recovered.json['token'] as string
+      secrets.add(after)
+      assert.notEqual(after, next.token)
+      assert.equal((await call('GET', '/auth/me', { headers: bearer(next.token) })).status, 401)
+      assert.equal((await call('GET', '/auth/me', { headers: bearer(after) })).status, 200)
+
+      // A portal session gets new cookies and a new CSRF token when its second factor passes.
+      const portal = await call('POST', '/auth/sign-in', {
+        body: { login: 'http.admin', password },
+      })
+      const oldCsrf = portal.json['csrfToken'] as string
+      const cookieOf = (response: { headers: Record<string, unknown> }) =>
+        /^__Host-ward-session=([^;]+)/.exec(
+          String(
+            (response.headers['set-cookie'] as string[]).find((cookie) =>
+              cookie.startsWith('__Host-ward-session='),
+            ),
+          ),
+        )?.[1] as string
+      const oldCookie = cookieOf(portal)
+      secrets.add(oldCookie)
+      const passed = await call('POST', '/auth/sign-in/recovery-code', {
+        headers: { cookie: `__Host-ward-session=${oldCookie}`, 'x-csrf-token': oldCsrf },
+        body: { code: codes[1] },
+      })
+      assert.equal(passed.status, 200, passed.text)
+      assert.equal(passed.json['token'], undefined, 'a cookie session never sees its token')
+      const newCookie = cookieOf(passed)
+      secrets.add(newCookie)
+      const newCsrf = passed.json['csrfToken'] as string
+      assert.notEqual(newCookie, oldCookie)
+      assert.notEqual(newCsrf, oldCsrf)
+      const oldJar = { cookie: `__Host-ward-session=${oldCookie}` }
+      const newJar = { cookie: `__Host-ward-session=${newCookie}` }
+      assert.equal((await call('GET', '/auth/me', { headers: oldJar })).status, 401)
+      assert.equal((await call('GET', '/auth/me', { headers: newJar })).json['mfaVerified'], true)
+      const stale = await call('POST', '/auth/sign-out', {
+        headers: { ...newJar, 'x-csrf-token': oldCsrf },
+      })
+      assert.equal(stale.status, 403, 'the CSRF token from before the second factor is dead')
+
+      // With a second factor enrolled, the session alone cannot regenerate recovery codes:
+      // the body must carry the password and a current second factor.
+      const bare = await call('POST', '/auth/mfa/recovery-codes', { headers: bearer(after) })
+      assert.equal(bare.status, 400, bare.text)
+      assert.equal(bare.json['code'], 'ERR_INPUT_INVALID')
+      const wrongProof = await call('POST', '/auth/mfa/recovery-codes', {
+        headers: bearer(after),
+        body: { password: 'not the password at all', recoveryCode: codes[2] },
+      })
+      assert.equal(wrongProof.status, 401, wrongProof.text)
+      const regenerated = await call('POST', '/auth/mfa/recovery-codes', {
+        headers: bearer(after),
+        body: { password, recoveryCode: codes[2] },
+      })
+      assert.equal(regenerated.status, 200, regenerated.text)
+      const fresh = regenerated.json['recoveryCodes'] as string[]
+      assert.equal(fresh.length, 10)
+      for (const code of fresh) secrets.add(code)
+      assert.equal((await call('GET', '/auth/me', { headers: newJar })).status, 401)
+      assert.equal((await call('GET', '/auth/me', { headers: bearer(after) })).status, 200)
     })
 
     test('a security key registers and completes sign-in; a forged signature is refused', async () => {
@@ -256,6 +323,8 @@ for (const { dialect, skip } of dialects) {
       })
       assert.equal(registered.status, 200, registered.text)
       for (const code of registered.json['recoveryCodes'] as string[]) secrets.add(code)
+      secrets.add(registered.json['token'] as string)
+      assert.equal((await call('GET', '/auth/me', { headers: bearer(token) })).status, 401)
 
       const next = await bearerSignIn('http.operator')
       assert.deepEqual(next.json['secondFactors'], ['webauthn', 'recovery-code'])
@@ -275,8 +344,11 @@ for (const { dialect, skip } of dialects) {
         body: { response: key.authenticate(fresh.json as never, origin) },
       })
       assert.equal(passed.status, 200, passed.text)
+      const rotated = passed.json['token'] as string
+      secrets.add(rotated)
+      assert.equal((await call('GET', '/auth/me', { headers: bearer(next.token) })).status, 401)
       assert.equal(
-        (await call('GET', '/auth/me', { headers: bearer(next.token) })).json['mfaVerified'],
+        (await call('GET', '/auth/me', { headers: bearer(rotated) })).json['mfaVerified'],
         true,
       )
     })
@@ -354,7 +426,9 @@ for (const { dialect, skip } of dialects) {
       }
       // Responses hold a secret only where it is shown once on purpose.
       const shownOnce = responses.filter((text) =>
-        /^\/auth\/(sign-in|mfa\/totp|mfa\/totp\/confirm|mfa\/webauthn|tokens) /.test(text),
+        /^\/auth\/(sign-in(\/totp|\/webauthn|\/recovery-code)?|mfa\/recovery-codes|mfa\/totp|mfa\/totp\/confirm|mfa\/webauthn|tokens) /.test(
+          text,
+        ),
       )
       for (const text of responses) {
         if (shownOnce.includes(text)) continue

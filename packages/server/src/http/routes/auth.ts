@@ -8,7 +8,12 @@ import {
   requestSession,
   setSessionCookies,
 } from '../../access/authenticate.js'
-import type { Caller, SessionState } from '../../access/people.js'
+import type {
+  Caller,
+  FactorChangeProof,
+  RotatedSession,
+  SessionState,
+} from '../../access/people.js'
 import type { Ward } from '../../ward.js'
 import { AddressRateLimit } from '../rate-limit.js'
 
@@ -29,10 +34,16 @@ export const otherAuthRoutesPerMinute = 300
  *   session cookie and answers the CSRF token; `bearer` answers the session token instead.
  * - `POST /auth/sign-in/totp` `{ code }`, `POST /auth/sign-in/webauthn/options` then
  *   `POST /auth/sign-in/webauthn` `{ response }`, `POST /auth/sign-in/recovery-code` `{ code }`:
- *   the second factor.
+ *   the second factor. When it passes — or a first enrollment completes an `mfa-enrollment`
+ *   session — the session gets a new token and CSRF token and the old ones stop working: a
+ *   bearer client gets the new `token` in the answer, a cookie client new cookies and the new
+ *   `csrfToken`.
  * - `POST /auth/mfa/totp` then `POST /auth/mfa/totp/confirm` `{ code }`;
  *   `POST /auth/mfa/webauthn/options` then `POST /auth/mfa/webauthn` `{ response }`;
  *   `POST /auth/mfa/recovery-codes`: enrollment (the first one answers recovery codes, once).
+ *   Once a person has a second factor, the confirming step of each (`/totp/confirm`,
+ *   `/webauthn`, `/recovery-codes`) also needs `password` and `totpCode` or `recoveryCode`
+ *   in its body, and ends the person's other sessions.
  * - `POST /auth/sign-out`, `POST /auth/sign-out-everywhere`, `GET /auth/me`.
  * - `POST /auth/tokens` `{ label, scopes, days }`, `GET /auth/tokens`,
  *   `DELETE /auth/tokens/:id`: scoped API tokens, shown once at issue.
@@ -96,38 +107,57 @@ export function authRoutes(app: FastifyInstance, ward: Ward): void {
     return { ...answer, csrfToken: result.csrfToken }
   })
 
-  app.post('/auth/sign-in/totp', credential, async (request) => {
+  /** The answer part carrying a rotated session: new cookies, or the new bearer token. */
+  const rotatedAnswer = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    rotated: RotatedSession | undefined,
+  ) => {
+    if (rotated === undefined) return {}
+    const presented = presentedCredential(request)
+    if (presented?.kind === 'session' && presented.viaCookie) {
+      setSessionCookies(reply, rotated)
+      return { csrfToken: rotated.csrfToken }
+    }
+    return { token: rotated.token }
+  }
+
+  app.post('/auth/sign-in/totp', credential, async (request, reply) => {
     const state = await session(request)
-    await people.verifyTotp(
+    const rotated = await people.verifyTotp(
       caller(request),
       state,
       stringField(objectBody(request.body), 'code', 20),
     )
-    return { stage: 'complete' }
+    return { stage: 'complete', ...rotatedAnswer(request, reply, rotated) }
   })
 
   app.post('/auth/sign-in/webauthn/options', other, async (request) => {
     return people.startWebauthnAuthentication(await session(request))
   })
 
-  app.post('/auth/sign-in/webauthn', credential, async (request) => {
+  app.post('/auth/sign-in/webauthn', credential, async (request, reply) => {
     const state = await session(request)
-    await people.finishWebauthnAuthentication(
+    const rotated = await people.finishWebauthnAuthentication(
       caller(request),
       state,
       objectField(objectBody(request.body), 'response'),
     )
-    return { stage: 'complete' }
+    return { stage: 'complete', ...rotatedAnswer(request, reply, rotated) }
   })
 
-  app.post('/auth/sign-in/recovery-code', credential, async (request) => {
+  app.post('/auth/sign-in/recovery-code', credential, async (request, reply) => {
     const state = await session(request)
-    const remaining = await people.redeemRecoveryCode(
+    const redeemed = await people.redeemRecoveryCode(
       caller(request),
       state,
       stringField(objectBody(request.body), 'code', 40),
     )
-    return { stage: 'complete', remainingRecoveryCodes: remaining }
+    return {
+      stage: 'complete',
+      remainingRecoveryCodes: redeemed.remaining,
+      ...rotatedAnswer(request, reply, redeemed),
+    }
   })
 
   app.post('/auth/mfa/totp', other, async (request) => {
@@ -135,25 +165,35 @@ export function authRoutes(app: FastifyInstance, ward: Ward): void {
     return { secret: enrollment.secret, uri: enrollment.uri }
   })
 
-  app.post('/auth/mfa/totp/confirm', credential, async (request) => {
+  app.post('/auth/mfa/totp/confirm', credential, async (request, reply) => {
     const state = await session(request)
-    const code = stringField(objectBody(request.body), 'code', 20)
-    return enrolledAnswer(await people.confirmTotp(caller(request), state, code))
+    const body = objectBody(request.body)
+    const code = stringField(body, 'code', 20)
+    const enrolled = await people.confirmTotp(caller(request), state, code, proofFields(body))
+    return { ...enrolledAnswer(enrolled), ...rotatedAnswer(request, reply, enrolled.session) }
   })
 
   app.post('/auth/mfa/webauthn/options', other, async (request) => {
     return people.startWebauthnRegistration(await session(request))
   })
 
-  app.post('/auth/mfa/webauthn', credential, async (request) => {
+  app.post('/auth/mfa/webauthn', credential, async (request, reply) => {
     const state = await session(request)
-    const response = objectField(objectBody(request.body), 'response')
-    return enrolledAnswer(await people.finishWebauthnRegistration(caller(request), state, response))
+    const body = objectBody(request.body)
+    const response = objectField(body, 'response')
+    const enrolled = await people.finishWebauthnRegistration(
+      caller(request),
+      state,
+      response,
+      proofFields(body),
+    )
+    return { ...enrolledAnswer(enrolled), ...rotatedAnswer(request, reply, enrolled.session) }
   })
 
-  app.post('/auth/mfa/recovery-codes', other, async (request) => {
+  app.post('/auth/mfa/recovery-codes', credential, async (request) => {
     const state = await session(request)
-    return { recoveryCodes: await people.replaceRecoveryCodes(caller(request), state) }
+    const proof = proofFields(objectBody(request.body))
+    return { recoveryCodes: await people.replaceRecoveryCodes(caller(request), state, proof) }
   })
 
   app.post('/auth/sign-out', other, async (request, reply) => {
@@ -281,6 +321,17 @@ function stringField(body: Record<string, unknown>, name: string, maxLength: num
     )
   }
   return value
+}
+
+/** The optional re-authentication fields of a factor change; see `FactorChangeProof`. */
+function proofFields(body: Record<string, unknown>): FactorChangeProof {
+  const optional = (name: string, maxLength: number) =>
+    body[name] === undefined ? {} : { [name]: stringField(body, name, maxLength) }
+  return {
+    ...optional('password', 1024),
+    ...optional('totpCode', 20),
+    ...optional('recoveryCode', 40),
+  }
 }
 
 function objectField(body: Record<string, unknown>, name: string): Record<string, unknown> {
