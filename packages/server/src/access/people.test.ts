@@ -229,6 +229,32 @@ for (const { dialect, skip } of dialects) {
       advance(signInThrottlePolicy.addressBlockMs + 1000)
     })
 
+    test('a sprayer behind a shared address does not lock out those who sign in from it', async () => {
+      await person('nat.user', ['clinician'])
+      const shared = '198.18.1.9'
+      await signedIn('nat.user', shared)
+      for (let index = 0; index < signInThrottlePolicy.addressFailures; index += 1) {
+        await rejectsWith(
+          people.signIn(caller(shared), `spray${index}`, 'winter summer spring autumn'),
+          'ERR_UNAUTHENTICATED',
+        )
+      }
+      await rejectsWith(
+        people.signIn(caller(shared), 'someone.new', 'winter summer spring autumn'),
+        'ERR_RATE_LIMITED',
+      )
+      assert.equal((await people.signIn(caller(shared), 'nat.user', password)).stage, 'complete')
+      // Its own pair limit still holds at that address.
+      for (let index = 0; index < signInThrottlePolicy.pairFailures; index += 1) {
+        await rejectsWith(
+          people.signIn(caller(shared), 'nat.user', 'not the password at all'),
+          'ERR_UNAUTHENTICATED',
+        )
+      }
+      await rejectsWith(people.signIn(caller(shared), 'nat.user', password), 'ERR_RATE_LIMITED')
+      advance(signInThrottlePolicy.addressBlockMs + 1000)
+    })
+
     test('a privileged person without MFA can do nothing but enroll it', async () => {
       await person('security.officer', ['security-officer'])
       const state = await signedIn('security.officer')

@@ -11,7 +11,10 @@ import type { Transaction } from '../store/index.js'
  *
  * - the (login name, address) pair is blocked hard after a few failures: it is the guesser
  *   working on one account, and blocking it hurts nobody else;
- * - the address is blocked hard after many failures across accounts: it is a sprayer;
+ * - the address is blocked hard after many failures across accounts: it is a sprayer — but
+ *   not for an account that signed in from that address before, which still has its pair
+ *   limit: people behind one hospital NAT share an address with whoever sprays from it, and
+ *   must not be locked out with them;
  * - the login name alone is only slowed: past a number of failures each further attempt from
  *   an address the account has not signed in from waits a delay that doubles up to a bounded
  *   maximum. Addresses the account signed in from before are not slowed, so somebody who
@@ -42,7 +45,8 @@ export interface SignInAttemptKeys {
 /**
  * Refuses the attempt with `ERR_RATE_LIMITED` (and `details.retryAfterSeconds`) while any of
  * its counters blocks it. `knownUserId` is the account the login name names, when it names
- * one: an address that account signed in from recently is exempt from the account delay.
+ * one: an address that account signed in from recently is exempt from the account delay and
+ * from the address block, though never from the pair block.
  */
 export async function checkSignInThrottle(
   tx: Transaction,
@@ -61,7 +65,7 @@ export async function checkSignInThrottle(
     if (row.blocked_until === null || Date.parse(row.blocked_until) <= now.getTime()) continue
     const kind = row.kind as ThrottleKind
     if (row.key_hash !== keys[kind]) continue
-    if (kind === 'account') {
+    if (kind === 'account' || kind === 'address') {
       exempt ??= knownUserId !== undefined && (await isKnownAddress(tx, knownUserId, attempt, now))
       if (exempt) continue
     }
