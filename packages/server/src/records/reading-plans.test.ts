@@ -80,7 +80,6 @@ for (const { dialect, skip } of dialects) {
             await tx.executeQuery(CompiledQuery.raw('set local enable_seqscan = off'))
           return plan(store, tx, pageSelect(tx, patient, query, cursor ? after_ : undefined))
         })
-        if (process.env['SHOW_PLANS']) console.log(label, text)
         assert.match(text, /observations_patient_effective_id/, `${label}:\n${text}`)
         assert.doesNotMatch(text, /TEMP B-TREE|Sort|Bitmap/, `${label}:\n${text}`)
       }
