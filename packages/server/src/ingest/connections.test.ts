@@ -18,7 +18,12 @@ import {
   type TestWard,
 } from './test-support.js'
 
-/** Resolves with how long after `since` the connection closed, or rejects after `limitMs`. */
+/**
+ * Resolves with how long after `since` the connection closed, or rejects after `limitMs`. The
+ * limits the tests pass stay below the five-second keep-alive timeout the endpoint keeps from Node, so a close
+ * within them is the endpoint acting, not the connection idling out; they are wider than the
+ * tens of milliseconds a close takes so a loaded machine does not fail the test.
+ */
 async function closesWithin(
   connection: DeviceConnection,
   since: number,
@@ -75,32 +80,32 @@ for (const { dialect, skip } of dialects) {
       assert.match(result.stdout + result.stderr, /alert protocol version|no protocols available/)
     })
 
-    test('suspending a device closes its open connection within a second, and only its own', async () => {
+    test('suspending a device closes its open connection at once, and only its own', async () => {
       const { device, connection } = await connectedDevice()
       const bystander = await connectedDevice()
 
       const at = Date.now()
       await testWard.ward.fleet.suspendDevice(systemContext('test'), acme.slug, device.serial)
-      const elapsed = await closesWithin(connection, at, 1000)
-      assert.ok(elapsed < 1000, `closed after ${elapsed} ms`)
+      const elapsed = await closesWithin(connection, at, 3000)
+      assert.ok(elapsed < 3000, `closed after ${elapsed} ms`)
 
       const still = await bystander.connection.send(spo2Reading(randomUUID()))
       assert.equal(still.status, 200, "another device's connection stays open")
       bystander.connection.destroy()
     })
 
-    test('revoking a device closes its open connection within a second', async () => {
+    test('revoking a device closes its open connection at once', async () => {
       const { device, connection } = await connectedDevice()
       const at = Date.now()
       await testWard.ward.fleet.revokeDevice(systemContext('test'), acme.slug, device.serial)
-      const elapsed = await closesWithin(connection, at, 1000)
-      assert.ok(elapsed < 1000, `closed after ${elapsed} ms`)
+      const elapsed = await closesWithin(connection, at, 3000)
+      assert.ok(elapsed < 3000, `closed after ${elapsed} ms`)
     })
 
     test('a reinstated device connects again, and keeps its connection through later changes', async () => {
       const { device, connection } = await connectedDevice()
       await testWard.ward.fleet.suspendDevice(systemContext('test'), acme.slug, device.serial)
-      await closesWithin(connection, Date.now(), 1000)
+      await closesWithin(connection, Date.now(), 3000)
       await testWard.ward.fleet.reinstateDevice(systemContext('test'), acme.slug, device.serial)
       await testWard.running.devices.refresh(acme.id)
 
@@ -124,9 +129,9 @@ for (const { dialect, skip } of dialects) {
         const at = Date.now()
         await elsewhere.fleet.suspendDevice(systemContext('test'), acme.slug, device.serial)
         await elsewhere.fleet.revokeDevice(systemContext('test'), acme.slug, revoked.device.serial)
-        const elapsed = await closesWithin(connection, at, 2500)
-        assert.ok(elapsed < 2500, `closed after ${elapsed} ms`)
-        await closesWithin(revoked.connection, at, 2500)
+        const elapsed = await closesWithin(connection, at, 4500)
+        assert.ok(elapsed < 4500, `closed after ${elapsed} ms`)
+        await closesWithin(revoked.connection, at, 4500)
       } finally {
         await elsewhere.close()
       }
@@ -151,7 +156,7 @@ for (const { dialect, skip } of dialects) {
       const refused = await connection.send(spo2Reading(randomUUID()))
       assert.equal(refused.status, 403)
       assert.equal((JSON.parse(refused.body) as { code: string }).code, 'ERR_ACCESS_DENIED')
-      await closesWithin(connection, Date.now(), 1000)
+      await closesWithin(connection, Date.now(), 3000)
     })
   })
 }
