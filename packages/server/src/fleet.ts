@@ -728,12 +728,22 @@ export class Fleet {
           accepted.map((entry) => entry.row),
         )
         let created = 0
+        let conflicts = 0
         stored.forEach((result, index) => {
           const entry = accepted[index] as (typeof accepted)[number]
-          outcomes[entry.position] = {
-            status: result.created ? 'created' : 'duplicate',
-            messageId: entry.messageId,
+          const { messageId } = entry
+          if (result.conflicting) {
+            conflicts += 1
+            outcomes[entry.position] = {
+              status: 'conflict',
+              messageId,
+              reason:
+                'this message id already names a different reading from this device, which ' +
+                'is kept; a message id must name one reading, so send a new reading under a new id',
+            }
+            return
           }
+          outcomes[entry.position] = { status: result.created ? 'created' : 'duplicate', messageId }
           if (result.created) created += 1
         })
         await this.#ward.audit(tx, slug, context, {
@@ -748,7 +758,8 @@ export class Fleet {
               detail: {
                 device: deviceId,
                 created,
-                duplicates: stored.length - created,
+                duplicates: stored.length - created - conflicts,
+                conflicts,
                 rejected: readings.length - stored.length,
               },
             },

@@ -4,6 +4,7 @@ import { WardError, maxReadingDepth } from '@ward/core'
 export type EntryOutcome =
   | { readonly status: 'created'; readonly messageId: string }
   | { readonly status: 'duplicate'; readonly messageId: string }
+  | { readonly status: 'conflict'; readonly reason: string; readonly messageId: string }
   | { readonly status: 'rejected'; readonly reason: string; readonly messageId?: string }
 
 /**
@@ -86,21 +87,29 @@ function checkBundleDepth(bundle: Record<string, unknown>) {
 
 /**
  * The FHIR `batch-response` Bundle answering a batch: one entry per reading, in order, with
- * `201 Created`, `200 OK` (already stored under that message id) or `422` and an
- * OperationOutcome saying why.
+ * `201 Created`, `200 OK` (already stored under that message id), `409 Conflict` (that message
+ * id already names a different reading) or `422`, the last two with an OperationOutcome saying
+ * why.
  */
 export function batchResponse(outcomes: readonly EntryOutcome[]): Record<string, unknown> {
   return {
     resourceType: 'Bundle',
     type: 'batch-response',
     entry: outcomes.map((outcome) => {
-      if (outcome.status === 'rejected') {
+      if (outcome.status === 'rejected' || outcome.status === 'conflict') {
+        const conflict = outcome.status === 'conflict'
         return {
           response: {
-            status: '422 Unprocessable Entity',
+            status: conflict ? '409 Conflict' : '422 Unprocessable Entity',
             outcome: {
               resourceType: 'OperationOutcome',
-              issue: [{ severity: 'error', code: 'business-rule', diagnostics: outcome.reason }],
+              issue: [
+                {
+                  severity: 'error',
+                  code: conflict ? 'conflict' : 'business-rule',
+                  diagnostics: outcome.reason,
+                },
+              ],
             },
           },
         }

@@ -318,6 +318,45 @@ for (const { dialect, skip } of dialects) {
       assert.ok(!JSON.stringify(event).includes(probe), 'the audit event holds no reading value')
     })
 
+    test('a message id resent with a different reading is a 409 conflict; the first is kept', async () => {
+      const patient = await newPatient()
+      const device = await enrollTestDevice(testWard, acme, { patient })
+      const messageId = randomUUID()
+      const reading = spo2Reading(messageId, 95)
+      assert.deepEqual(entryStatuses(await postAsDevice(testWard, acme, device, reading)), [
+        '201 Created',
+      ])
+      const eventsBefore = (await readingEvents()).length
+
+      const answer = await postAsDevice(
+        testWard,
+        acme,
+        device,
+        batchOf([
+          reading,
+          { ...reading, valueQuantity: { ...(reading['valueQuantity'] as object), value: 88 } },
+        ]),
+      )
+      assert.deepEqual(entryStatuses(answer), ['200 OK', '409 Conflict'])
+      const conflict = (
+        JSON.parse(answer.body) as {
+          entry: { response: { outcome?: { issue: { code: string; diagnostics: string }[] } } }[]
+        }
+      ).entry[1]?.response.outcome?.issue[0]
+      assert.equal(conflict?.code, 'conflict')
+      assert.match(conflict?.diagnostics ?? '', /already names a different reading/)
+      assert.ok(!(conflict?.diagnostics ?? '').includes('88'), 'the answer repeats no value')
+
+      const [kept] = await stored(patient)
+      assert.equal((kept?.resource['valueQuantity'] as { value: number }).value, 95)
+      const event = (await readingEvents()).slice(eventsBefore)[0] as {
+        entity: { detail: Record<string, number> }[]
+      }
+      assert.equal(event.entity[0]?.detail['conflicts'], 1)
+      assert.equal(event.entity[0]?.detail['duplicates'], 1)
+      assert.equal(event.entity[0]?.detail['created'], 0)
+    })
+
     test('batches sent together each keep their own outcome and audit event', async () => {
       const patients = [await newPatient(), await newPatient()] as [Patient, Patient]
       const first = await enrollTestDevice(testWard, acme, { patient: patients[0] })
@@ -330,21 +369,21 @@ for (const { dialect, skip } of dialects) {
         policyRule: 'device-own-patient',
         requestId,
       })
-      const repeated = randomUUID()
+      const repeated = spo2Reading(randomUUID(), 95)
       const eventsBefore = (await readingEvents()).length
 
       // Handed over in one turn of the event loop: on SQLite they share one commit group, on
       // PostgreSQL they run side by side, so which repeat of a message comes first is open.
       const outcomes = await Promise.all([
         testWard.ward.fleet.ingest(context(first, requests[0]), acme.id, first.deviceId, [
-          spo2Reading(repeated, 95),
+          repeated,
           spo2Reading(randomUUID(), 96),
         ]),
         testWard.ward.fleet.ingest(context(second, requests[1]), acme.id, second.deviceId, [
           spo2Reading(randomUUID(), 97),
         ]),
         testWard.ward.fleet.ingest(context(first, requests[2]), acme.id, first.deviceId, [
-          spo2Reading(repeated, 95),
+          repeated,
           spo2Reading(randomUUID(), 150),
         ]),
       ])
@@ -376,13 +415,14 @@ for (const { dialect, skip } of dialects) {
           created: 1 + firstCreated,
           device: first.deviceId,
           duplicates: 1 - firstCreated,
+          conflicts: 0,
           rejected: 0,
         },
       ])
       assert.deepEqual(byRequest.get(requests[1]), [
         second.deviceId,
         patients[1].pseudonym,
-        { created: 1, device: second.deviceId, duplicates: 0, rejected: 0 },
+        { created: 1, device: second.deviceId, duplicates: 0, conflicts: 0, rejected: 0 },
       ])
       assert.deepEqual(byRequest.get(requests[2]), [
         first.deviceId,
@@ -391,6 +431,7 @@ for (const { dialect, skip } of dialects) {
           created: 1 - firstCreated,
           device: first.deviceId,
           duplicates: firstCreated,
+          conflicts: 0,
           rejected: 1,
         },
       ])

@@ -179,24 +179,44 @@ for (const { dialect, skip } of dialects) {
       assert.equal(new Set(randomParts.map((part) => part.slice(0, 12))).size, ids.length)
     })
 
-    test('stores a device message once, and never overwrites it', async () => {
+    test('stores a device message once, never overwrites it, and tells a resend from a conflict', async () => {
       const patient = await newPatient('Retry')
+      const other = await newPatient('Elsewhere')
       const first = await store.transaction((tx) =>
         insertObservations(tx, store.dialect, keyring, [
           heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 60),
         ]),
       )
+      // The same reading with its keys in another order is a resend, not a conflict.
+      const resent = heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 60)
+      const reordered = {
+        ...resent,
+        resource: Object.fromEntries(
+          Object.entries(resent.resource).reverse(),
+        ) as typeof resent.resource,
+      }
       const again = await store.transaction((tx) =>
         insertObservations(tx, store.dialect, keyring, [
           heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 99),
           heartRate(patient, 'm-2', '2026-03-01T08:01:00Z', 61),
           heartRate(patient, 'm-2', '2026-03-01T08:01:00Z', 62),
           heartRate(patient, 'm-1', '2026-03-01T08:00:00Z', 60, 'device-2'),
+          reordered,
+          { ...heartRate(other, 'm-1', '2026-03-01T08:00:00Z', 60), patientId: other.id },
+          heartRate(patient, 'm-2', '2026-03-01T08:01:00Z', 61),
         ]),
       )
       assert.deepEqual(
-        again.map((row) => row.created),
-        [false, true, false, true],
+        again.map((row) => [row.created, row.conflicting]),
+        [
+          [false, true],
+          [true, false],
+          [false, true],
+          [true, false],
+          [false, false],
+          [false, true],
+          [false, false],
+        ],
       )
       assert.equal(again[0]?.id, first[0]?.id)
       assert.equal(again[2]?.id, again[1]?.id)

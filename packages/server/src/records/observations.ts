@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 
 import { CompiledQuery, type Insertable } from 'kysely'
 
-import { WardError, utf8Decode, utf8Encode } from '@ward/core'
+import { WardError, canonicalize, utf8Decode, utf8Encode } from '@ward/core'
 
 import type { DataKey, Keyring, RecordPlace } from '../keys/index.js'
 import type { Dialect, Transaction } from '../store/index.js'
@@ -39,6 +39,12 @@ export interface InsertedObservation {
   readonly id: string
   /** True when stored now; false when the device's message was stored before. */
   readonly created: boolean
+  /**
+   * True when the message was stored before, or earlier in this call, as a different reading:
+   * for another patient, or with another resource (compared as RFC 8785 canonical JSON, so a
+   * resend whose keys come in another order is the same reading). The stored one is kept.
+   */
+  readonly conflicting: boolean
 }
 
 /** A stored reading, opened. */
@@ -152,7 +158,7 @@ export async function insertObservations(
     )
     for (const row of inserted.rows) created.add(row.id)
   }
-  const storedBefore = await storedIds(
+  const storedBefore = await storedRows(
     tx,
     values.filter((value) => !created.has(value.id)),
   )
@@ -160,9 +166,59 @@ export async function insertObservations(
   return rows.map((row, index) => {
     const message = messageKey(row)
     const value = valueOf.get(message) as ObservationRow
-    if (created.has(value.id)) return { id: value.id, created: firstRow.get(message) === index }
-    return { id: storedBefore.get(message) ?? value.id, created: false }
+    const resource = (checked[index] as CheckedObservation).resource
+    if (created.has(value.id)) {
+      const first = firstRow.get(message) === index
+      const conflicting =
+        !first &&
+        !sameReading(
+          value,
+          (checked[firstRow.get(message)!] as CheckedObservation).resource,
+          row,
+          resource,
+        )
+      return { id: value.id, created: first, conflicting }
+    }
+    const stored = storedBefore.get(message)
+    if (stored === undefined) {
+      // Stored and gone between the insert and the look-up: only a deletion does that.
+      throw new WardError('ERR_INTERNAL', `observation ${index} was neither stored nor found`)
+    }
+    const conflicting = !sameStoredReading(stored, dataKeys.get(patientKey(row)), row, resource)
+    return { id: stored.id, created: false, conflicting }
   })
+}
+
+/** Whether `row` with JSON `resource` is the reading `kept`, whose JSON is `keptResource`. */
+function sameReading(
+  kept: Pick<ObservationRow, 'patient_id'>,
+  keptResource: Uint8Array,
+  row: ObservationInput,
+  resource: Uint8Array,
+): boolean {
+  if (kept.patient_id !== row.patientId) return false
+  if (Buffer.compare(keptResource, resource) === 0) return true
+  return canonicalize(JSON.parse(utf8Decode(keptResource))) === canonicalize(row.resource)
+}
+
+/**
+ * Whether `row` is the reading stored before under its message. A stored row that does not
+ * open under the patient's key — changed in the database — is not the same reading.
+ */
+function sameStoredReading(
+  stored: ObservationRow,
+  dataKey: DataKey | undefined,
+  row: ObservationInput,
+  resource: Uint8Array,
+): boolean {
+  if (stored.patient_id !== row.patientId || dataKey === undefined) return false
+  let opened: Uint8Array
+  try {
+    opened = dataKey.open(observationPlace(stored), stored.sealed_resource)
+  } catch {
+    return false
+  }
+  return sameReading(stored, opened, row, resource)
 }
 
 /**
@@ -349,11 +405,11 @@ async function dataKeysOf(
   return dataKeys
 }
 
-/** Ids already stored for messages that this call did not insert, by message. */
-async function storedIds(
+/** The rows already stored for messages that this call did not insert, by message. */
+async function storedRows(
   tx: Transaction,
   values: readonly { organization_id: string; device_id: string; message_id: string }[],
-): Promise<Map<string, string>> {
+): Promise<Map<string, ObservationRow>> {
   const byDevice = new Map<string, { organizationId: string; deviceId: string; ids: string[] }>()
   for (const value of values) {
     const device = `${value.organization_id}\n${value.device_id}`
@@ -366,18 +422,18 @@ async function storedIds(
     byDevice.set(device, entry)
   }
 
-  const stored = new Map<string, string>()
+  const stored = new Map<string, ObservationRow>()
   for (const { organizationId, deviceId, ids } of byDevice.values()) {
     for (let start = 0; start < ids.length; start += rowsPerStatement) {
       const rows = await tx
         .selectFrom('observations')
-        .select(['id', 'message_id'])
+        .select(observationColumns)
         .where('organization_id', '=', organizationId)
         .where('device_id', '=', deviceId)
         .where('message_id', 'in', ids.slice(start, start + rowsPerStatement))
         .execute()
       for (const row of rows) {
-        stored.set(`${organizationId}\n${deviceId}\n${row.message_id}`, row.id)
+        stored.set(`${organizationId}\n${deviceId}\n${row.message_id}`, row)
       }
     }
   }
