@@ -23,6 +23,7 @@ export interface Answer {
   readonly headers: Record<string, string | string[] | undefined>
   readonly text: string
   readonly json: unknown
+  readonly bytes: Buffer
 }
 
 /** The header the test authenticate function reads to pick a principal. */
@@ -258,14 +259,21 @@ export class AccessFixture {
           const chunks: Buffer[] = []
           incoming.on('data', (chunk: Buffer) => chunks.push(chunk))
           incoming.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8')
+            const bytes = Buffer.concat(chunks)
+            const text = bytes.toString('utf8')
             let json: unknown
             try {
               json = JSON.parse(text)
             } catch {
               json = undefined
             }
-            resolve({ status: incoming.statusCode ?? 0, headers: incoming.headers, text, json })
+            resolve({
+              status: incoming.statusCode ?? 0,
+              headers: incoming.headers,
+              text,
+              json,
+              bytes,
+            })
           })
         },
       )

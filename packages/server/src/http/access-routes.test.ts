@@ -2,6 +2,15 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 
+import {
+  entryBundlePath,
+  entryBundlesForSize,
+  parseVerifierKey,
+  tilePath,
+  tilesForSize,
+  verifyTileLog,
+} from '@ward/core'
+
 import { AccessFixture, type Answer } from '../../test/access-fixture.js'
 import { dialects } from '../../test/support.js'
 import type { AuditEvent } from '../audit/index.js'
@@ -467,6 +476,48 @@ for (const { dialect, skip } of dialects) {
       assert.match(String(json(platform)['checkpoint']), /^ward\.test\/platform\n/)
     })
 
+    test('an auditor reads the tiles and proofs of the organization log and verifies it offline', async () => {
+      const prefix = '/v1/organizations/alpha/audit'
+      const checkpoint = String(
+        json(await fixture.call('GET', `${prefix}/checkpoint`, 'auditor'))['checkpoint'],
+      )
+      const size = Number(checkpoint.split('\n')[1])
+      const files = new Map<string, Uint8Array>([['checkpoint', Buffer.from(checkpoint)]])
+      const paths = [
+        ...tilesForSize(size).map((tile) => tilePath(tile)),
+        ...entryBundlesForSize(size).map((bundle) => entryBundlePath(bundle.index, bundle.width)),
+      ]
+      for (const path of paths) {
+        const answer = await fixture.call('GET', `${prefix}/${path}`, 'auditor')
+        assert.equal(answer.status, 200, `${path}: ${answer.text}`)
+        assert.equal(answer.headers['content-type'], 'application/octet-stream')
+        files.set(path, answer.bytes)
+      }
+      const verifierKey = parseVerifierKey(await fixture.running.ward.verifierKey('alpha'))
+      const verified = verifyTileLog({ verifierKey, read: (path) => files.get(path) })
+      assert.equal(verified.size, size)
+
+      const inclusion = json(
+        await fixture.call('GET', `${prefix}/proof/inclusion?index=0&size=${size}`, 'auditor'),
+      )
+      assert.equal(inclusion['size'], size)
+      assert.ok(Array.isArray(inclusion['proof']))
+      const consistency = await fixture.call(
+        'GET',
+        `${prefix}/proof/consistency?from=1&to=${size}`,
+        'auditor',
+      )
+      assert.equal(consistency.status, 200)
+
+      // A path that is not a tile's one spelling is not there; a bad number is named.
+      assert.equal((await fixture.call('GET', `${prefix}/tile/0/0`, 'auditor')).status, 404)
+      const bad = await fixture.call('GET', `${prefix}/proof/inclusion?index=-1&size=1`, 'auditor')
+      assert.equal(bad.status, 400)
+      assert.match(bad.text, /index/)
+      // A clinician reads readings, not the log.
+      assert.equal((await fixture.call('GET', `${prefix}/${paths[0]}`, 'clinician')).status, 403)
+    })
+
     test('the OpenAPI description covers every route with its schemas', async () => {
       const answer = await fixture.call('GET', '/openapi.json', undefined)
       assert.equal(answer.status, 200)
@@ -479,7 +530,7 @@ for (const { dialect, skip } of dialects) {
       }
       assert.match(document.openapi, /^3\./)
       for (const route of apiRoutes) {
-        const path = route.url.replace(/:([a-zA-Z]+)/g, '{$1}')
+        const path = route.url.replace(/:([a-zA-Z]+)/g, '{$1}').replace(/\*$/, '{*}')
         const operation = document.paths[path]?.[route.method.toLowerCase()]
         assert.ok(operation, `${route.method} ${path} is described`)
         assert.ok(operation.responses['401'], `${route.method} ${path} describes 401`)

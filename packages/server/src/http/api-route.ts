@@ -40,6 +40,8 @@ export interface Resolved {
   readonly device?: Device
   readonly careTeam?: CareTeam
   readonly grant?: BreakGlassGrant
+  /** The name of the audit log a route reads. */
+  readonly auditLog?: string
 }
 
 /** Everything a route's handler gets once the policy allowed the request. */

@@ -13,6 +13,7 @@ import {
 } from '../devices/index.js'
 import type { Organization } from '../tenancy/index.js'
 import type { Patient } from '../records/index.js'
+import { platformLogName } from '../audit/index.js'
 import { apiRoutes } from './routes/api.js'
 import { fhirRoutes } from './routes/fhir.js'
 
@@ -108,6 +109,24 @@ const matrix: Record<string, Record<Role, string>> = {
     'auditor',
   ]),
   'GET /v1/platform/audit/checkpoint': row({ 'platform-operator': 'AAAA' }, 'DDDD', 'AAAA'),
+  'GET /v1/organizations/:organization/audit/tile/*': org([
+    'privacy-officer',
+    'security-officer',
+    'auditor',
+  ]),
+  'GET /v1/organizations/:organization/audit/proof/inclusion': org([
+    'privacy-officer',
+    'security-officer',
+    'auditor',
+  ]),
+  'GET /v1/organizations/:organization/audit/proof/consistency': org([
+    'privacy-officer',
+    'security-officer',
+    'auditor',
+  ]),
+  'GET /v1/platform/audit/tile/*': row({ 'platform-operator': 'AAAA' }, 'DDDD', 'AAAA'),
+  'GET /v1/platform/audit/proof/inclusion': row({ 'platform-operator': 'AAAA' }, 'DDDD', 'AAAA'),
+  'GET /v1/platform/audit/proof/consistency': row({ 'platform-operator': 'AAAA' }, 'DDDD', 'AAAA'),
   // A patient reads through this route only naming PATRQT; under its default, TREAT, never.
   'GET /v1/organizations/:organization/patients/:patient/observations': row({
     patient: 'DHDD',
@@ -434,9 +453,25 @@ for (const { dialect, skip } of dialects) {
         case 'GET /v1/organizations/:organization/devices/:serial/wipe-certificates':
         case 'POST /v1/organizations/:organization/devices/:serial/decommission':
           return { params: { ...base, serial: await device() } }
+        case 'GET /v1/organizations/:organization/audit/tile/*':
+          return { params: { ...base, '*': await firstTile(slug) } }
+        case 'GET /v1/platform/audit/tile/*':
+          return { params: { '*': await firstTile(platformLogName) } }
+        case 'GET /v1/organizations/:organization/audit/proof/inclusion':
+        case 'GET /v1/platform/audit/proof/inclusion':
+          return { params: base, query: { index: '0', size: '2' } }
+        case 'GET /v1/organizations/:organization/audit/proof/consistency':
+        case 'GET /v1/platform/audit/proof/consistency':
+          return { params: base, query: { from: '1', to: '2' } }
         default:
           return { params: base }
       }
+    }
+
+    /** The path after `tile/` of the first level-0 tile of the log's newest checkpoint. */
+    const firstTile = async (log: string): Promise<string> => {
+      const { size } = await fixture.running.ward.currentCheckpoint(log)
+      return size >= 256 ? '0/000' : `0/000.p/${size}`
     }
 
     const observationOf = async (patient: Patient): Promise<string> => {
@@ -474,11 +509,18 @@ for (const { dialect, skip } of dialects) {
           for (const [index, context] of contexts.entries()) {
             const cell = cells[index] as Cell
             const prepared = await prepare(key, context, role)
-            const path = route.url.replace(/:([a-zA-Z]+)/g, (_, name: string) => {
-              const value = prepared.params[name]
-              assert.ok(value !== undefined, `${key}: no value for :${name}`)
-              return encodeURIComponent(value)
-            })
+            const path = route.url
+              .replace(/:([a-zA-Z]+)/g, (_, name: string) => {
+                const value = prepared.params[name]
+                assert.ok(value !== undefined, `${key}: no value for :${name}`)
+                return encodeURIComponent(value)
+              })
+              // A wildcard's value is a path: its slashes stay.
+              .replace(/\*$/, () => {
+                const value = prepared.params['*']
+                assert.ok(value !== undefined, `${key}: no value for *`)
+                return value
+              })
             const query =
               prepared.query === undefined ? '' : `?${new URLSearchParams(prepared.query)}`
             const answer = await fixture.call(route.method, path + query, role, prepared.body)

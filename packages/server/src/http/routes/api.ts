@@ -1,4 +1,4 @@
-import { Type, type TSchema } from '@sinclair/typebox'
+import { Type, type TObject, type TSchema } from '@sinclair/typebox'
 
 import { WardError } from '@ward/core'
 
@@ -28,6 +28,7 @@ import { platformLogName } from '../../audit/index.js'
 import type { Ward } from '../../ward.js'
 import { apiRoute, oneOf, type ApiRoute, type Resolved } from '../api-route.js'
 import { adminRoutes } from './admin-api.js'
+import { auditConsistencyProof, auditInclusionProof, auditTile } from './audit.js'
 import {
   DeviceParams,
   OrganizationParams,
@@ -196,6 +197,8 @@ function reviewItemOut(item: BreakGlassReviewItem) {
 }
 
 const org = '/v1/organizations/:organization'
+// A tree size or entry index of an audit log, as a query parameter.
+const TreeSize = Type.String({ pattern: '^(0|[1-9][0-9]{0,15})$' })
 
 /** A route that changes one device's trust through the fleet and answers the device. */
 function deviceChange(
@@ -626,6 +629,36 @@ export const apiRoutes: readonly ApiRoute[] = [
       ok({ checkpoint: (await ward.currentCheckpoint(platformLogName)).note }),
   }),
 
+  ...auditLogRoutes({
+    prefix: `${org}/audit`,
+    purposeOfUse: 'HOPERAT',
+    whose: "the organization's audit log",
+    params: OrganizationParams,
+    log: async (ward, params) => {
+      const organization = await organizationOf(
+        ward,
+        (params as { organization: string }).organization,
+      )
+      return {
+        name: organization.slug,
+        resolved: {
+          organization,
+          resource: { type: 'audit-log', organizationId: organization.id },
+        },
+      }
+    },
+  }),
+  ...auditLogRoutes({
+    prefix: '/v1/platform/audit',
+    purposeOfUse: 'HSYSADMIN',
+    whose: "the platform's audit log",
+    params: Type.Object({}, strict),
+    log: async () => ({
+      name: platformLogName,
+      resolved: { resource: { type: 'audit-log', organizationId: null } },
+    }),
+  }),
+
   apiRoute({
     method: 'GET',
     url: `${org}/patients/:patient/observations`,
@@ -745,4 +778,88 @@ function observationBundle(
       resource: { ...(observation.resource as object), id: observation.id },
     })),
   }
+}
+
+/**
+ * The tiles and proofs of an audit log under the access policy, beside its checkpoint route:
+ * `<prefix>/tile/…` in the C2SP tlog-tiles layout, so a tile client pointed at `<prefix>` with
+ * a bearer credential reads the log as it reads an export, and `<prefix>/proof/inclusion` and
+ * `<prefix>/proof/consistency` as JSON of hex hashes. Reads go to the service log, not the
+ * audit log, so reading a log never changes it.
+ */
+function auditLogRoutes(spec: {
+  prefix: string
+  purposeOfUse: 'HOPERAT' | 'HSYSADMIN'
+  whose: string
+  params: TObject
+  log: (ward: Ward, params: unknown) => Promise<{ name: string; resolved: Resolved }>
+}): ApiRoute[] {
+  const { prefix, purposeOfUse, whose, log } = spec
+  const resolve = async (ward: Ward, params: unknown): Promise<Resolved> => {
+    const { name, resolved } = await log(ward, params)
+    return { ...resolved, auditLog: name }
+  }
+  const nameOf = (resolved: Resolved) => resolved.auditLog as string
+  return [
+    apiRoute({
+      method: 'GET',
+      url: `${prefix}/tile/*`,
+      action: 'audit-log.read',
+      purposeOfUse,
+      summary: `A tile or entry bundle of ${whose}, tlog-tiles layout, for its newest checkpoint`,
+      tag: 'audit',
+      params: Type.Object(
+        { ...spec.params.properties, '*': Type.String({ maxLength: 100 }) },
+        strict,
+      ),
+      response: { 200: Type.Unsafe<Uint8Array>({ type: 'string', format: 'binary' }) },
+      resolve: (ward, params) => resolve(ward, params),
+      handle: async ({ ward, resolved, params }) => ({
+        status: 200,
+        contentType: 'application/octet-stream',
+        body: Buffer.from(await auditTile(ward, nameOf(resolved), params['*'])),
+      }),
+    }),
+    apiRoute({
+      method: 'GET',
+      url: `${prefix}/proof/inclusion`,
+      action: 'audit-log.read',
+      purposeOfUse,
+      summary: `An inclusion proof of one entry of ${whose}, hashes in lowercase hex`,
+      tag: 'audit',
+      params: spec.params,
+      querystring: Type.Object({ index: TreeSize, size: TreeSize }, strict),
+      response: {
+        200: Type.Object({
+          index: Type.Integer(),
+          size: Type.Integer(),
+          leafHash: Type.String(),
+          proof: Type.Array(Type.String()),
+        }),
+      },
+      resolve: (ward, params) => resolve(ward, params),
+      handle: async ({ ward, resolved, query }) =>
+        ok(await auditInclusionProof(ward, nameOf(resolved), query)),
+    }),
+    apiRoute({
+      method: 'GET',
+      url: `${prefix}/proof/consistency`,
+      action: 'audit-log.read',
+      purposeOfUse,
+      summary: `A consistency proof between two tree sizes of ${whose}, hashes in lowercase hex`,
+      tag: 'audit',
+      params: spec.params,
+      querystring: Type.Object({ from: TreeSize, to: TreeSize }, strict),
+      response: {
+        200: Type.Object({
+          from: Type.Integer(),
+          to: Type.Integer(),
+          proof: Type.Array(Type.String()),
+        }),
+      },
+      resolve: (ward, params) => resolve(ward, params),
+      handle: async ({ ward, resolved, query }) =>
+        ok(await auditConsistencyProof(ward, nameOf(resolved), query)),
+    }),
+  ]
 }

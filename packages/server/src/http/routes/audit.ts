@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 
 import { WardError, parseEntryBundlePath, parseTilePath, toHex, type TileId } from '@ward/core'
 
@@ -30,49 +30,86 @@ export function auditRoutes(app: FastifyInstance, ward: Ward): void {
   app.get<{ Params: { log: string; '*': string } }>(
     '/audit/:log/tile/*',
     async (request, reply) => {
-      const name = logName(request.params.log)
-      const path = request.params['*']
-      const checkpoint = await ward.currentCheckpoint(name)
-      const head = await ward.findAuditLog(name)
-      const tile = parseTileUrl(path)
-      const bytes =
-        tile.level === 'entries'
-          ? await readEntryBundle(ward.store.db, head, tile, checkpoint.size)
-          : await readHashTile(ward.store.db, head, { ...tile, level: tile.level }, checkpoint.size)
-      // A full tile never changes; a partial one is replaced by a wider path, never rewritten.
-      return reply
-        .type('application/octet-stream')
-        .header('cache-control', 'private, max-age=31536000, immutable')
-        .send(Buffer.from(bytes))
+      const bytes = await auditTile(ward, logName(request.params.log), request.params['*'])
+      return sendTile(reply, bytes)
     },
   )
 
   app.get<{ Params: { log: string }; Querystring: Record<string, string> }>(
     '/audit/:log/proof/inclusion',
-    async (request) => {
-      const index = integerParameter(request.query, 'index')
-      const size = integerParameter(request.query, 'size')
-      const head = await ward.findAuditLog(logName(request.params.log))
-      const proof = await proveInclusion(ward.store.db, head, index, size)
-      return {
-        index: proof.index,
-        size: proof.size,
-        leafHash: toHex(proof.leafHash),
-        proof: proof.proof.map(toHex),
-      }
-    },
+    async (request) => auditInclusionProof(ward, logName(request.params.log), request.query),
   )
 
   app.get<{ Params: { log: string }; Querystring: Record<string, string> }>(
     '/audit/:log/proof/consistency',
-    async (request) => {
-      const from = integerParameter(request.query, 'from')
-      const to = integerParameter(request.query, 'to')
-      const head = await ward.findAuditLog(logName(request.params.log))
-      const proof = await proveConsistency(ward.store.db, head, from, to)
-      return { from: proof.from, to: proof.to, proof: proof.proof.map(toHex) }
-    },
+    async (request) => auditConsistencyProof(ward, logName(request.params.log), request.query),
   )
+}
+
+/**
+ * The tile or entry bundle at `path` (what follows `tile/` in a tlog-tiles URL) of the tree of
+ * log `name`'s newest signed checkpoint. `ERR_NOT_FOUND` for a path that is not a tile's
+ * canonical spelling or lies beyond that tree.
+ */
+export async function auditTile(ward: Ward, name: string, path: string): Promise<Uint8Array> {
+  const checkpoint = await ward.currentCheckpoint(name)
+  const head = await ward.findAuditLog(name)
+  const tile = parseTileUrl(path)
+  return tile.level === 'entries'
+    ? readEntryBundle(ward.store.db, head, tile, checkpoint.size)
+    : readHashTile(ward.store.db, head, { ...tile, level: tile.level }, checkpoint.size)
+}
+
+/** Answers with a tile's bytes; a full tile never changes, a partial one is never rewritten. */
+export function sendTile(reply: FastifyReply, bytes: Uint8Array): FastifyReply {
+  return reply
+    .type('application/octet-stream')
+    .header('cache-control', 'private, max-age=31536000, immutable')
+    .send(Buffer.from(bytes))
+}
+
+/** The inclusion proof of entry `index` in the tree of `size` entries, hashes in hex. */
+export async function auditInclusionProof(
+  ward: Ward,
+  name: string,
+  query: Record<string, string>,
+): Promise<InclusionProofAnswer> {
+  const index = integerParameter(query, 'index')
+  const size = integerParameter(query, 'size')
+  const head = await ward.findAuditLog(name)
+  const proof = await proveInclusion(ward.store.db, head, index, size)
+  return {
+    index: proof.index,
+    size: proof.size,
+    leafHash: toHex(proof.leafHash),
+    proof: proof.proof.map(toHex),
+  }
+}
+
+/** The consistency proof between the trees of `from` and `to` entries, hashes in hex. */
+export async function auditConsistencyProof(
+  ward: Ward,
+  name: string,
+  query: Record<string, string>,
+): Promise<ConsistencyProofAnswer> {
+  const from = integerParameter(query, 'from')
+  const to = integerParameter(query, 'to')
+  const head = await ward.findAuditLog(name)
+  const proof = await proveConsistency(ward.store.db, head, from, to)
+  return { from: proof.from, to: proof.to, proof: proof.proof.map(toHex) }
+}
+
+export interface InclusionProofAnswer {
+  readonly index: number
+  readonly size: number
+  readonly leafHash: string
+  readonly proof: string[]
+}
+
+export interface ConsistencyProofAnswer {
+  readonly from: number
+  readonly to: number
+  readonly proof: string[]
 }
 
 function logName(text: string): string {
