@@ -211,7 +211,72 @@ test('deletes settled segments and rewrites the acknowledgement log when compact
   )
   await reopened.acknowledge(ids.slice(31))
   assert.equal(reopened.size, 0)
-  assert.ok(segments(directory).length <= 1, 'only the segment being written stays')
+  assert.deepEqual(segments(directory), [], 'every settled segment is gone')
+})
+
+test('keeps no delivered reading on disk once everything is settled, and goes on after', async (t) => {
+  const directory = temporaryDirectory(t)
+  const queue = await DurableQueue.open(directory)
+  t.after(() => queue.close())
+  const marker = 'delivered-reading-marker'
+  const delivered = [
+    await queue.enqueue({ ...spo2(95), note: [{ text: marker }] }),
+    await queue.enqueue({ ...spo2(96), note: [{ text: marker }] }),
+  ]
+  const waiting = await queue.enqueue(spo2(97))
+  await queue.acknowledge(delivered)
+  assert.equal(segments(directory).length, 1, 'a segment with a waiting reading stays')
+
+  await queue.acknowledge([waiting])
+  assert.deepEqual(segments(directory), [], 'the segment being written went with its last reading')
+  for (const name of readdirSync(directory)) {
+    assert.ok(
+      !readFileSync(join(directory, name), 'utf8').includes(marker),
+      `${name} holds a reading`,
+    )
+  }
+
+  const next = await queue.enqueue(spo2(98))
+  assert.equal(segments(directory).length, 1)
+  assert.deepEqual(
+    (await queue.peek(10)).map((reading) => reading.messageId),
+    [next],
+  )
+})
+
+test('keeps the newest maxRejected refusals once their segments are gone, resending none', async (t) => {
+  const directory = temporaryDirectory(t)
+  const maxRejected = 5
+  const queue = await DurableQueue.open(directory, { maxRejected })
+  // One reading stays waiting, so the segment of every refusal stays on disk too: refusals
+  // trimmed from the log must still not come back as waiting readings after a reopen.
+  const waiting = await queue.enqueue(spo2(97))
+  const refused: string[] = []
+  for (let i = 0; i < 2 * maxRejected + 2; i++) {
+    const messageId = await queue.enqueue(spo2(-i))
+    await queue.reject(messageId, `refusal ${i}`)
+    refused.push(messageId)
+  }
+  // Their segment holds them anyway; the log keeps them so that they stay settled.
+  assert.equal(queue.rejected, refused.length, 'refusals whose segment is on disk stay logged')
+  await queue.close()
+
+  const reopened = await DurableQueue.open(directory, { maxRejected })
+  t.after(() => reopened.close())
+  assert.deepEqual(
+    (await reopened.peek(100)).map((reading) => reading.messageId),
+    [waiting],
+  )
+
+  await reopened.acknowledge([waiting])
+  const later = await reopened.enqueue(spo2(-100))
+  await reopened.reject(later, 'refusal later')
+  await reopened.close()
+  const last = await DurableQueue.open(directory, { maxRejected })
+  t.after(() => last.close())
+  const kept = (await last.rejectedReadings()).map((reading) => reading.messageId)
+  assert.deepEqual(kept, [...refused, later].slice(-maxRejected), 'the newest refusals are kept')
+  assert.equal(last.rejected, maxRejected)
 })
 
 test('refuses readings beyond maxReadings or maxBytes and stores nothing for them', async (t) => {

@@ -28,6 +28,13 @@ export interface QueueOptions {
    * acknowledgement log may hold before it is rewritten. Default 4096.
    */
   compactAfter?: number
+  /**
+   * Most refused readings kept in the rejected log, which holds them whole (PHI) for whoever
+   * looks into why Ward refused them. Default 1000. Once the log holds twice as many, and when
+   * the queue opens holding more, it is rewritten with the newest `maxRejected` and any older
+   * one whose segment, which holds it too, is still on disk; the others are erased.
+   */
+  maxRejected?: number
 }
 
 /** A reading waiting in the queue, exactly as it will be sent. */
@@ -60,13 +67,10 @@ const DEFAULTS = {
   maxReadingBytes: 64 * 1024,
   segmentBytes: 4 * 1024 * 1024,
   compactAfter: 4096,
+  maxRejected: 1000,
 } satisfies Required<QueueOptions>
 
 const ACKNOWLEDGED_FILE = 'acknowledged.log'
-// Known shortcoming: the rejected log is never trimmed. A device whose readings Ward keeps
-// refusing grows it without bound, and it holds those readings (PHI) on the device until
-// someone deletes the file. A retention limit on it, by size or age and apart from the queue's
-// own bounds, would remove both.
 const REJECTED_FILE = 'rejected.log'
 const LOCK_FILE = 'queue.lock'
 const SEGMENT_NAME = /^segment-(\d{12})\.log$/
@@ -106,7 +110,9 @@ interface Append {
  * after the line is written and flushed to stable storage, so a reading whose enqueue resolved
  * survives a crash or power loss. Delivered readings are recorded in an acknowledgement log
  * and refused ones in a rejected log, both flushed before the call resolves, so a reading
- * once settled is never handed out again. Segments whose readings are all settled are deleted.
+ * once settled is never handed out again. Segments whose readings are all settled are deleted,
+ * the one being written included, so a device whose readings were all delivered keeps none of
+ * them on disk; the rejected log keeps the newest `maxRejected` refusals.
  * Opening the queue cuts off a torn final line left by an interrupted write.
  *
  * Only one `DurableQueue` may have a directory open at a time, across processes.
@@ -242,7 +248,10 @@ export class DurableQueue {
       }
     }
 
-    await queue.exclusive(() => queue.compactNow(true))
+    await queue.exclusive(async () => {
+      await queue.compactNow(true)
+      if (queue.rejectedCount > limits.maxRejected) await queue.trimRejected()
+    })
     return queue
   }
 
@@ -256,7 +265,7 @@ export class DurableQueue {
     return this.pendingBytes
   }
 
-  /** Readings ever rejected and kept in the rejected log. */
+  /** Refused readings kept in the rejected log (at most twice `maxRejected`). */
   get rejected(): number {
     return this.rejectedCount
   }
@@ -362,6 +371,7 @@ export class DurableQueue {
       await appendSynced(this.rejectedLog, frame(record))
       this.rejectedCount++
       this.settle(messageId)
+      if (this.rejectedCount >= 2 * this.limits.maxRejected) await this.trimRejected()
 
       await this.compactNow(false)
       return true
@@ -537,10 +547,11 @@ export class DurableQueue {
 
   // Segments go first and the directory is flushed before the acknowledgement log loses any
   // line: were it the other way round, a crash in between would bring settled readings back.
+  // The segment being written goes too once all its readings are settled (file work runs one
+  // piece at a time, so no append is half done); the next append starts a new one.
   private async compactNow(force: boolean): Promise<void> {
-    const active = this.activeSegment()
     const settledSegments = [...this.segments.values()].filter(
-      (segment) => segment !== active && segment.settled === segment.messageIds.length,
+      (segment) => segment.settled === segment.messageIds.length,
     )
     for (const segment of settledSegments) {
       await segment.handle.close()
@@ -570,6 +581,41 @@ export class DurableQueue {
     await this.acknowledgementLog.close()
     this.acknowledgementLog = await open(path, 'a+', 0o600)
     this.acknowledgementLogEntries = this.acknowledged.size
+  }
+
+  // Rewrites the rejected log with its newest `maxRejected` lines, and any older one whose
+  // segment is still on disk: recovery settles a reading in a kept segment by finding it in
+  // this log, and without it the reading would be sent again.
+  private async trimRejected(): Promise<void> {
+    const path = join(this.directory, REJECTED_FILE)
+    const bytes = await readFile(path)
+    const { lines } = scanLines(bytes)
+    const live = new Set<string>()
+    for (const segment of this.segments.values()) {
+      for (const messageId of segment.messageIds) live.add(messageId)
+    }
+    const newest = lines.length - this.limits.maxRejected
+    const kept = lines.filter((line, index) => {
+      const messageId = isRecord(line.record) ? line.record['messageId'] : undefined
+      return index >= newest || (typeof messageId === 'string' && live.has(messageId))
+    })
+
+    const temporary = `${path}.tmp`
+    const replacement = await open(temporary, 'w', 0o600)
+    try {
+      await replacement.write(
+        Buffer.concat(kept.map((line) => bytes.subarray(line.offset, line.offset + line.length))),
+      )
+      await replacement.sync()
+    } finally {
+      await replacement.close()
+    }
+    await rename(temporary, path)
+    await syncDirectory(this.directory)
+
+    await this.rejectedLog.close()
+    this.rejectedLog = await open(path, 'a+', 0o600)
+    this.rejectedCount = kept.length
   }
 }
 
