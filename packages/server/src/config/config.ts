@@ -180,6 +180,14 @@ export const settings: readonly Setting[] = [
     defaultValue: () => 72 * 3600,
   },
   {
+    name: 'device.idleTimeoutSeconds',
+    env: 'WARD_DEVICE_IDLE_TIMEOUT_SECONDS',
+    description:
+      'a device connection that finishes no TLS handshake, or is silent, this long is closed',
+    rule: { kind: 'integer', min: 1, max: 3600 },
+    defaultValue: () => 30,
+  },
+  {
     name: 'access.breakGlassDefaultMinutes',
     env: 'WARD_ACCESS_BREAK_GLASS_DEFAULT_MINUTES',
     description: 'how long emergency access lasts when the clinician asks for no duration',
@@ -316,6 +324,7 @@ export interface WardConfig {
     readonly maxBatchReadings: number
     readonly certificateValidityDays: number
     readonly enrollmentTokenTtlSeconds: number
+    readonly idleTimeoutSeconds: number
   }
   readonly access: {
     readonly breakGlassDefaultMinutes: number
@@ -540,6 +549,7 @@ function toConfig(values: Record<string, unknown>): WardConfig {
       maxBatchReadings: get('device.maxBatchReadings'),
       certificateValidityDays: get('device.certificateValidityDays'),
       enrollmentTokenTtlSeconds: get('device.enrollmentTokenTtlSeconds'),
+      idleTimeoutSeconds: get('device.idleTimeoutSeconds'),
     },
     access: {
       breakGlassDefaultMinutes: get('access.breakGlassDefaultMinutes'),

@@ -55,6 +55,9 @@ export async function buildServer(ward: Ward, logger: Logger, options: ServerOpt
       minVersion: http.tlsMinVersion,
       ciphers: `${tls13CipherSuites}:${tls12CipherSuites}`,
       honorCipherOrder: true,
+      // A connection that has not finished its handshake in half a minute is closed, not held
+      // for Node's default two minutes.
+      handshakeTimeout: 30_000,
     },
     loggerInstance: logger,
     // Ward writes one line per request itself, with the route pattern rather than the URL.

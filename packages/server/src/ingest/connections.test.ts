@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
+import { connect as netConnect } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 
 import { dialects } from '../../test/support.js'
@@ -160,3 +161,33 @@ for (const { dialect, skip } of dialects) {
     })
   })
 }
+
+describe('device endpoint idle connections', () => {
+  let testWard: TestWard
+  let acme: TestOrganization
+
+  before(async () => {
+    testWard = await startTestWard('sqlite', { WARD_DEVICE_IDLE_TIMEOUT_SECONDS: '1' })
+    acme = await createTestOrganization(testWard.ward, 'acme')
+  })
+  after(() => testWard?.close())
+
+  // Without the idle timeout Node holds such connections for two minutes (a handshake) or a
+  // minute (a request's headers); ten seconds leaves room for a loaded machine.
+  test('a connection that never starts its handshake is closed after the idle timeout', async () => {
+    const socket = netConnect({ host: '127.0.0.1', port: testWard.running.devices.port })
+    socket.on('error', () => undefined)
+    const opened = Date.now()
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()))
+    const elapsed = Date.now() - opened
+    assert.ok(elapsed >= 900 && elapsed < 10_000, `closed after ${elapsed} ms`)
+  })
+
+  test('a device connection silent after its handshake is closed after the idle timeout', async () => {
+    const device = await enrollTestDevice(testWard, acme)
+    const connection = await openDeviceConnection(testWard, acme, device)
+    const opened = Date.now()
+    const elapsed = await closesWithin(connection, opened, 10_000)
+    assert.ok(elapsed >= 900, `closed after ${elapsed} ms`)
+  })
+})

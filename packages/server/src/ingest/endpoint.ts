@@ -191,6 +191,9 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
       ca: [],
       requestCert: true,
       rejectUnauthorized: true,
+      // Anyone may open a connection to this port; one that does not finish its handshake
+      // soon is closed rather than held (Node's default is two minutes).
+      handshakeTimeout: settings.idleTimeoutSeconds * 1000,
       SNICallback: (serverName, callback) => {
         trust.contextFor(serverName).then(
           (context: SecureContext) => callback(null, context),
@@ -219,6 +222,9 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
   // device's (and can be cut with it) before it sends anything.
   app.server.on('secureConnection', (socket: TLSSocket) => {
     const address = socket.remoteAddress
+    // A connection silent after its handshake is closed; its first request disarms this, and
+    // Node's keep-alive timeout governs it between requests from then on.
+    socket.setTimeout(settings.idleTimeoutSeconds * 1000, () => socket.destroy())
     admitConnection(socket).catch((error: unknown) => {
       socket.destroy()
       logger.info(
@@ -233,7 +239,8 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
       typeof verification === 'string'
         ? verification
         : ((error as { code?: string }).code ?? error.message)
-    // The socket is gone by now, and its address with it.
+    // A refused certificate has ended the socket, and its address with it; a handshake that
+    // timed out has not, and with this listener in place Node leaves closing it to Ward.
     logger.info(
       {
         reason,
@@ -241,6 +248,7 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
       },
       'device handshake refused',
     )
+    socket.destroy()
   })
 
   app.removeContentTypeParser('text/plain')
@@ -251,6 +259,7 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
   )
 
   app.addHook('onRequest', async (request, reply) => {
+    request.raw.socket.setTimeout(0)
     reply.header('x-request-id', request.id)
     reply.header('x-content-type-options', 'nosniff')
     reply.header('cache-control', 'no-store')
