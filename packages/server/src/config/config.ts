@@ -180,6 +180,14 @@ export const settings: readonly Setting[] = [
     defaultValue: () => 72 * 3600,
   },
   {
+    name: 'device.manufacturerCrl',
+    env: 'WARD_DEVICE_MANUFACTURER_CRL',
+    description:
+      "whether factory enrollment needs a current manufacturer CRL: `optional` enrolls without one, or with one past its nextUpdate, and records that in the enrollment's audit event; `required` refuses",
+    rule: { kind: 'enum', values: ['optional', 'required'] },
+    defaultValue: () => 'optional',
+  },
+  {
     name: 'access.breakGlassDefaultMinutes',
     env: 'WARD_ACCESS_BREAK_GLASS_DEFAULT_MINUTES',
     description: 'how long emergency access lasts when the clinician asks for no duration',
@@ -316,6 +324,7 @@ export interface WardConfig {
     readonly maxBatchReadings: number
     readonly certificateValidityDays: number
     readonly enrollmentTokenTtlSeconds: number
+    readonly manufacturerCrl: 'optional' | 'required'
   }
   readonly access: {
     readonly breakGlassDefaultMinutes: number
@@ -540,6 +549,7 @@ function toConfig(values: Record<string, unknown>): WardConfig {
       maxBatchReadings: get('device.maxBatchReadings'),
       certificateValidityDays: get('device.certificateValidityDays'),
       enrollmentTokenTtlSeconds: get('device.enrollmentTokenTtlSeconds'),
+      manufacturerCrl: get('device.manufacturerCrl'),
     },
     access: {
       breakGlassDefaultMinutes: get('access.breakGlassDefaultMinutes'),
