@@ -11,6 +11,13 @@ export const maxManufacturerCrlBytes = 512 * 1024
 /** Longest PEM text of a manufacturer CRL: the largest DER in base64, lines of 64 with CRLF. */
 const maxManufacturerCrlPemLength = Math.ceil(((maxManufacturerCrlBytes * 4) / 3) * (66 / 64)) + 100
 
+/**
+ * How the X.509 library parses a manufacturer CRL. Its default of 10,000 ASN.1 nodes stops at
+ * about 1,400 revoked certificates; a node takes at least two bytes, so half the size limit
+ * lets every CRL within the limit parse while still bounding the work.
+ */
+const crlParseOptions = { berOptions: { maxNodes: maxManufacturerCrlBytes / 2 } }
+
 const crlNumberOid = '2.5.29.20'
 const authorityKeyIdentifierOid = '2.5.29.35'
 const deltaCrlIndicatorOid = '2.5.29.27'
@@ -43,7 +50,7 @@ export function parseManufacturerCrl(input: string | Uint8Array): ManufacturerCr
   if (!isSingleDerValue(der)) throw invalid('is not one DER structure')
   let crl: x509.X509Crl
   try {
-    crl = new x509.X509Crl(der)
+    crl = new x509.X509Crl(der, crlParseOptions)
   } catch (cause) {
     throw invalid('is not an X.509 CRL', cause)
   }
@@ -126,7 +133,7 @@ export async function signedBy(
 
 /** The CRL stored with a manufacturer CA, as it was checked when uploaded. */
 export function storedManufacturerCrl(der: Uint8Array): x509.X509Crl {
-  return new x509.X509Crl(der)
+  return new x509.X509Crl(der, crlParseOptions)
 }
 
 function crlDer(input: string | Uint8Array): Uint8Array {
