@@ -1023,10 +1023,12 @@ function configurationChange(
 }
 
 /**
- * An enrollment refused for a reason the caller may hear: it proved it holds the factory key.
- * `reason` goes into the refusal's audit event, `detail` onto its device entity.
+ * An enrollment refused for a reason the caller may hear, because it proved it holds the
+ * factory key: the enrollment route answers with this message rather than the one refusal
+ * every other failure gets. `reason` goes into the refusal's audit event, `detail` onto its
+ * device entity.
  */
-class FactoryRefusal extends WardError {
+export class FactoryRefusal extends WardError {
   readonly reason: string
   readonly detail: Record<string, string | number | boolean>
 
