@@ -7,8 +7,9 @@ import { manufacturerAuthorityCode } from './manufacturers.js'
 
 /**
  * The identity domain's tables (certificate authorities, device certificates and manufacturer
- * CAs, then the manufacturers' CRLs and the CA rows' authentication codes). Names start with 0003 so they run after the foundation and keys; a shipped migration is
- * never edited, a change is a new one.
+ * CAs, then the manufacturers' CRLs and the CA rows' authentication codes). Names start with
+ * 0003 so they run after the foundation and keys; a shipped migration is never edited, a
+ * change is a new one.
  */
 export function identityMigrations(
   dialect: Dialect,
@@ -118,6 +119,10 @@ export function identityMigrations(
     // `manufacturer-ca.register` events of the organization's audit log.
     '0010-manufacturer-authority-codes': {
       async up(db: Kysely<unknown>) {
+        const tx = db as unknown as Transaction
+        // Asked before any change: SQLite runs migrations outside a transaction.
+        const stored = await tx.selectFrom('manufacturer_authorities').select('id').execute()
+        if (stored.length > 0 && keys === undefined) throw masterKeyNeeded('manufacturer CAs')
         for (const [name, type] of [
           ['crl_der', bytes],
           ['crl_number', 'text'],
@@ -128,10 +133,8 @@ export function identityMigrations(
         ] as const) {
           await db.schema.alterTable('manufacturer_authorities').addColumn(name, type).execute()
         }
-        const tx = db as unknown as Transaction
         const rows = await tx.selectFrom('manufacturer_authorities').selectAll().execute()
-        if (rows.length === 0) return
-        if (keys === undefined) throw masterKeyNeeded('manufacturer CAs')
+        if (rows.length === 0 || keys === undefined) return
         const authenticationKeys = new AuthenticationKeys(keys)
         for (const row of rows) {
           const key = await authenticationKeys.key(
