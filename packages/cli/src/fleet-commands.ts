@@ -178,6 +178,8 @@ export async function fleetCommand(
       ]
     }
     case 'manufacturer list':
+      // A row that fails its check holds whatever was written into the database: printed
+      // without control characters, so it cannot drive the terminal.
       return (await fleet.listManufacturers(context, org())).map((authority) =>
         [
           authority.name,
@@ -193,7 +195,9 @@ export async function fleetCommand(
             : [
                 'INTEGRITY CHECK FAILED: changed outside Ward, not trusted (security alert recorded)',
               ]),
-        ].join('\t'),
+        ]
+          .map((field) => field.replace(/\p{Cc}/gu, '?'))
+          .join('\t'),
       )
     case 'keys rotate': {
       const rotation = await fleet.rotateKeys(context, org())

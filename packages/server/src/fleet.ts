@@ -313,7 +313,8 @@ export class Fleet {
             outcome: '8',
             outcomeDescription:
               'manufacturer CA row fails its authentication check: written or changed outside Ward; not trusted',
-            entity: [{ type: 'ManufacturerCA', what: authority.id.slice(0, 200) }],
+            // The id is as the database holds it, and may be anything.
+            entity: [{ type: 'ManufacturerCA', what: authority.id.slice(0, 200) || '(empty)' }],
           },
         )
       }
