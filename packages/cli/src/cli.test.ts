@@ -220,6 +220,60 @@ for (const { dialect, skip } of dialects) {
       )
       assert.equal(notCertificate.status, 1)
       assert.match(notCertificate.stderr, /ERR_CERTIFICATE_INVALID/)
+
+      // The manufacturer's CRLs, as `openssl ca -gencrl` signs them: numbers 1 and then 2.
+      writeFileSync(join(directory.path, 'index.txt'), '')
+      writeFileSync(join(directory.path, 'crlnumber'), '01\n')
+      const crlConfig = join(directory.path, 'crl.cnf')
+      writeFileSync(
+        crlConfig,
+        [
+          '[ca]',
+          'default_ca = maker',
+          '[maker]',
+          `database = ${join(directory.path, 'index.txt')}`,
+          `crlnumber = ${join(directory.path, 'crlnumber')}`,
+          'default_md = sha256',
+          'default_crl_days = 7',
+          '',
+        ].join('\n'),
+      )
+      const crls = [1, 2].map((number) => {
+        const out = join(directory.path, `maker-${number}.crl`)
+        const signed = spawnSync('openssl', [
+          'ca',
+          '-gencrl',
+          '-config',
+          crlConfig,
+          '-keyfile',
+          join(directory.path, 'maker-ca.key'),
+          '-cert',
+          ca,
+          '-out',
+          out,
+        ])
+        assert.equal(signed.status, 0, String(signed.stderr))
+        return out
+      })
+      const crl = (file: string) =>
+        ward('manufacturer', 'crl', '--org', 'fleetco', '--name', 'Maker', '--crl', file)
+      assert.match(
+        ok('manufacturer', 'crl', '--org', 'fleetco', '--name', 'Maker', '--crl', crls[1] ?? ''),
+        /^stored CRL number 2 of manufacturer Maker: 0 revoked certificates, next update /,
+      )
+      assert.match(
+        ok('manufacturer', 'list', '--org', 'fleetco'),
+        /^Maker\t.*\tCRL 2, next update /m,
+      )
+      const rollback = crl(crls[0] ?? '')
+      assert.equal(rollback.status, 1)
+      assert.match(
+        rollback.stderr,
+        /ERR_CRL_ROLLBACK.*crl number 1 is lower than the stored CRL's number 2/,
+      )
+      const garbage = crl(identity)
+      assert.equal(garbage.status, 1)
+      assert.match(garbage.stderr, /ERR_CRL_INVALID/)
     })
 
     test('admin create makes the first platform operator with a one-time setup token', async () => {

@@ -30,7 +30,11 @@ export const fleetUsage = `  ward device-model create --org <slug> --name <n> --
                                                 one-time token, shown once
   ward manufacturer register --org <slug> --name <n> --certificate <ca.pem>
                                                 trust a manufacturer CA's factory identities
-  ward manufacturer list --org <slug>
+  ward manufacturer crl --org <slug> --name <n> --crl <file>
+                                                store the manufacturer's CRL (PEM or DER),
+                                                signed by its registered CA; factory
+                                                certificates it lists no longer enroll
+  ward manufacturer list --org <slug>           with each CA's CRL and integrity check
   ward keys rotate --org <slug>                 new key-encryption key; rewraps data keys`
 
 type Values = Record<string, string | undefined>
@@ -156,10 +160,44 @@ export async function fleetCommand(
         `  sha256 ${authority.fingerprintSha256}, valid until ${authority.notAfter}`,
       ]
     }
+    case 'manufacturer crl': {
+      const path = required(values['crl'], '--crl <file>')
+      const upload = await fleet.uploadManufacturerCrl(context, org(), {
+        name: required(values['name'], '--name <name>'),
+        crl: readBytesFile(path, '--crl'),
+      })
+      return [
+        `stored CRL number ${upload.number} of manufacturer ${upload.authorities[0]?.name ?? ''}: ` +
+          `${upload.entries} revoked certificates, next update ${upload.nextUpdate}`,
+        ...upload.authorities.map((authority) => `  for CA ${authority.subject} (${authority.id})`),
+        ...(upload.stale
+          ? [
+              '  warning: its nextUpdate has already passed; fetch a newer CRL from the manufacturer',
+            ]
+          : []),
+      ]
+    }
     case 'manufacturer list':
-      return (await fleet.listManufacturers(org())).map(
-        (authority) =>
-          `${authority.name}\t${authority.subject}\t${authority.notAfter}\t${authority.fingerprintSha256}`,
+      // A row that fails its check holds whatever was written into the database: printed
+      // without control characters, so it cannot drive the terminal.
+      return (await fleet.listManufacturers(context, org())).map((authority) =>
+        [
+          authority.name,
+          authority.subject,
+          authority.notAfter,
+          authority.fingerprintSha256,
+          authority.crl === null
+            ? 'no CRL'
+            : `CRL ${authority.crl.number}, next update ${authority.crl.nextUpdate}` +
+              (Date.parse(authority.crl.nextUpdate) < Date.now() ? ' (stale)' : ''),
+          ...(authority.authentic
+            ? []
+            : [
+                'INTEGRITY CHECK FAILED: changed outside Ward, not trusted (security alert recorded)',
+              ]),
+        ]
+          .map((field) => field.replace(/\p{Cc}/gu, '?'))
+          .join('\t'),
       )
     case 'keys rotate': {
       const rotation = await fleet.rotateKeys(context, org())
@@ -184,6 +222,7 @@ export const fleetOptions = [
   'model',
   'patient',
   'certificate',
+  'crl',
 ]
 
 function readJsonFile(path: string, flag: string): unknown {
@@ -192,6 +231,20 @@ function readJsonFile(path: string, flag: string): unknown {
     return JSON.parse(text)
   } catch (cause) {
     throw new WardError('ERR_INPUT_INVALID', `${flag} ${path} is not valid JSON`, { cause })
+  }
+}
+
+function readBytesFile(path: string, flag: string): Uint8Array {
+  try {
+    if (!statSync(path).isFile()) throw new Error('not a regular file')
+    if (statSync(path).size > 2_000_000) throw new Error('file too large')
+    return new Uint8Array(readFileSync(path))
+  } catch (cause) {
+    throw new WardError(
+      'ERR_INPUT_INVALID',
+      `${flag} ${path} is not a readable file of at most 2 MB`,
+      { cause },
+    )
   }
 }
 

@@ -35,12 +35,15 @@ import {
   listManufacturerAuthorities,
   registerManufacturerAuthority,
   reinstateDeviceCertificates,
+  uploadManufacturerCrl,
   revokeDeviceCertificates,
   suspendDeviceCertificates,
   supersedeDeviceCertificates,
   verifyFactoryIdentity,
   certificateRequestDer,
+  type FactoryIdentity,
   type ManufacturerAuthority,
+  type ManufacturerCrlUpload,
 } from './identity/index.js'
 import { RefusedEntry, type EntryOutcome } from './ingest/batch.js'
 import { rewrapDataKeys, rotateKeyEncryptionKey, type RewrapResult } from './keys/index.js'
@@ -191,7 +194,8 @@ export class Fleet {
 
   /**
    * Registers a manufacturer's CA certificate (PEM) so devices it provisioned in the factory can
-   * enroll with their factory identity instead of a one-time token.
+   * enroll with their factory identity instead of a one-time token. The row is stored with its
+   * authentication code under the organization's manufacturer-authority key.
    */
   async registerManufacturer(
     context: OperationContext,
@@ -199,10 +203,11 @@ export class Fleet {
     input: { name: string; certificatePem: string },
   ): Promise<ManufacturerAuthority> {
     return this.#act(context, slug, async (tx, organization) => {
-      const authority = await registerManufacturerAuthority(tx, {
-        organizationId: organization.id,
-        ...input,
-      })
+      const authority = await registerManufacturerAuthority(
+        tx,
+        await this.#manufacturerKey(tx, organization.id),
+        { organizationId: organization.id, ...input },
+      )
       return [
         authority,
         configurationChange('manufacturer-ca.register', 'C', 'ManufacturerCA', authority.id),
@@ -210,10 +215,115 @@ export class Fleet {
     })
   }
 
-  async listManufacturers(slug: string): Promise<ManufacturerAuthority[]> {
-    return this.#ward.store.transaction(async (tx) =>
-      listManufacturerAuthorities(tx, (await findOrganization(tx, slug)).id),
-    )
+  /**
+   * The organization's manufacturer CAs, each marked whether it passed its authentication
+   * check; every one that did not is recorded as a security alert.
+   */
+  async listManufacturers(
+    context: OperationContext,
+    slug: string,
+  ): Promise<ManufacturerAuthority[]> {
+    return this.#checkManufacturers(context, slug)
+  }
+
+  /**
+   * Stores manufacturer `name`'s CRL (PEM or DER) with the organization's CAs of that name
+   * that signed it (see `uploadManufacturerCrl` for what is refused), audited as
+   * `manufacturer-crl.upload` with the CRL number, its validity and how many certificates it
+   * lists. A refused upload is audited too, as a failure naming the error code.
+   */
+  async uploadManufacturerCrl(
+    context: OperationContext,
+    slug: string,
+    input: { name: string; crl: string | Uint8Array },
+  ): Promise<ManufacturerCrlUpload> {
+    await this.#checkManufacturers(context, slug)
+    try {
+      return await this.#act(context, slug, async (tx, organization) => {
+        const upload = await uploadManufacturerCrl(
+          tx,
+          await this.#manufacturerKey(tx, organization.id),
+          { organizationId: organization.id, name: input.name, crl: input.crl },
+        )
+        return [
+          upload,
+          {
+            type: auditEventTypes.applicationActivity,
+            operation: 'manufacturer-crl.upload',
+            action: 'U',
+            entity: upload.authorities.map((authority) => ({
+              type: 'ManufacturerCA',
+              what: authority.id,
+              detail: {
+                crlNumber: upload.number,
+                thisUpdate: upload.thisUpdate,
+                nextUpdate: upload.nextUpdate,
+                revokedCertificates: upload.entries,
+                stale: upload.stale,
+              },
+            })),
+          },
+        ]
+      })
+    } catch (error) {
+      if (!(error instanceof WardError) || error.code === 'ERR_ORGANIZATION_NOT_FOUND') throw error
+      if (error.code === 'ERR_STORE_UNAVAILABLE') throw error
+      await this.#act(context, slug, async () => [
+        undefined,
+        {
+          type:
+            error.code === 'ERR_CRL_ROLLBACK' || error.code === 'ERR_SIGNATURE_INVALID'
+              ? auditEventTypes.securityAlert
+              : auditEventTypes.applicationActivity,
+          operation: 'manufacturer-crl.upload',
+          action: 'U',
+          outcome: '4',
+          outcomeDescription: error.code,
+          entity: [],
+        },
+      ])
+      throw error
+    }
+  }
+
+  /**
+   * Checks every manufacturer CA row of organization `slug` against its authentication code
+   * and records, in a transaction of its own, a security alert for each that fails: those rows
+   * were written or changed by somebody without the master key. Nothing trusts them anyway
+   * (each use checks again); this makes sure the attempt is on record even when the operation
+   * that came across it then fails.
+   */
+  async #checkManufacturers(
+    context: OperationContext,
+    slug: string,
+  ): Promise<ManufacturerAuthority[]> {
+    const organization = await findOrganization(this.#ward.store.db, slug)
+    return this.#ward.store.transaction(async (tx) => {
+      const key = await this.#manufacturerKey(tx, organization.id)
+      const authorities = await listManufacturerAuthorities(tx, key, organization.id)
+      for (const authority of authorities.filter((each) => !each.authentic)) {
+        await this.#ward.audit(
+          tx,
+          organization.slug,
+          { ...context, organizationId: organization.id },
+          {
+            type: auditEventTypes.securityAlert,
+            operation: 'manufacturer-ca.integrity',
+            action: 'R',
+            outcome: '8',
+            outcomeDescription:
+              'manufacturer CA row fails its authentication check: written or changed outside Ward; not trusted',
+            // The id is as the database holds it, and may be anything.
+            entity: [{ type: 'ManufacturerCA', what: authority.id.slice(0, 200) || '(empty)' }],
+          },
+        )
+      }
+      return authorities
+    })
+  }
+
+  #manufacturerKey(tx: Transaction, organizationId: string): Promise<Uint8Array> {
+    return this.#ward.authenticationKeys.key(tx, organizationId, 'manufacturer-authority')
   }
 
   /** Issues a one-time enrollment token for device `serial`; shown once, stored hashed. */
@@ -226,6 +336,7 @@ export class Fleet {
       const device = await findDevice(tx, organization.id, serial)
       const issued = await createEnrollmentToken(
         tx,
+        await this.#ward.authenticationKeys.key(tx, organization.id, 'enrollment-token'),
         device,
         this.#ward.config.device.enrollmentTokenTtlSeconds,
       )
@@ -238,13 +349,19 @@ export class Fleet {
    * by a factory identity under a registered manufacturer CA), issues a certificate for the key
    * in its CSR and activates it. Every refusal gives the same answer, and is recorded as a
    * security alert in the organization's log, naming the device when the serial is one of the
-   * organization's (an unknown serial is not recorded: it is whatever the caller typed).
+   * organization's (an unknown serial is not recorded: it is whatever the caller typed). The
+   * exceptions are said only to a caller whose factory identity verified, who holds its key:
+   * a factory certificate its manufacturer's CRL lists, and, under
+   * `WARD_DEVICE_MANUFACTURER_CRL=required`, a manufacturer without a current CRL. Their alerts
+   * name the reason.
    */
   async enroll(
     context: OperationContext,
     slug: string,
     input: { serial: string; csrPem: string } & EnrollmentProof,
   ): Promise<Enrollment> {
+    // Manufacturer rows that fail their check are recorded before they are left out below.
+    if (!('token' in input)) await this.#checkManufacturers(context, slug).catch(() => undefined)
     try {
       const enrollment = await this.#enroll(context, slug, input)
       // Certificates it superseded lose their open connections.
@@ -259,12 +376,23 @@ export class Fleet {
       if (refusal) {
         await this.#act(context, slug, async (tx, organization) => {
           const device = await findDevice(tx, organization.id, input.serial).catch(() => undefined)
+          const reason = error instanceof FactoryRefusal ? error.reason : undefined
           const event: AuditEventInput = {
             type: auditEventTypes.securityAlert,
             operation: 'device.enroll',
             action: 'C',
             outcome: '4',
-            entity: device === undefined ? [] : [{ type: 'Device', what: device.id }],
+            ...(reason === undefined ? {} : { outcomeDescription: reason }),
+            entity:
+              device === undefined
+                ? []
+                : [
+                    {
+                      type: 'Device',
+                      what: device.id,
+                      ...(error instanceof FactoryRefusal ? { detail: error.detail } : {}),
+                    },
+                  ],
           }
           return [undefined, event]
         })
@@ -280,19 +408,15 @@ export class Fleet {
   ): Promise<Enrollment> {
     return this.#act(context, slug, async (tx, organization) => {
       let device: Device
+      let factory: FactoryIdentity | undefined
       if ('token' in input) {
-        device = await redeemEnrollmentToken(tx, input.token, input.serial)
-        if (device.organizationId !== organization.id) throw enrollmentRefused()
+        device = await redeemEnrollmentToken(
+          tx,
+          await this.#ward.authenticationKeys.key(tx, organization.id, 'enrollment-token'),
+          { organizationId: organization.id, token: input.token, serial: input.serial },
+        )
       } else {
-        const factory = await verifyFactoryIdentity(tx, {
-          organizationId: organization.id,
-          factoryCertificatePem: input.factoryCertificate,
-          signatureBase64: input.factorySignature,
-          signedBytes: certificateRequestDer(input.csrPem),
-        }).catch(() => {
-          throw enrollmentRefused()
-        })
-        if (factory.deviceSerial !== input.serial) throw enrollmentRefused()
+        factory = await this.#verifyFactory(tx, organization.id, input)
         device = await findDevice(tx, organization.id, input.serial).catch(() => {
           throw enrollmentRefused()
         })
@@ -327,14 +451,63 @@ export class Fleet {
               what: device.id,
               detail: {
                 certificate: issued.serialNumber,
-                proof: 'token' in input ? 'enrollment-token' : 'factory-identity',
+                proof: factory === undefined ? 'enrollment-token' : 'factory-identity',
                 superseded: superseded.length,
+                ...(factory === undefined ? {} : factoryDetail(factory)),
               },
             },
           ],
         },
       ]
     })
+  }
+
+  /**
+   * Verifies a factory identity for enrollment as device `input.serial`, and applies the
+   * manufacturer CRL setting: under `required`, a manufacturer CA without a CRL, or whose CRL's
+   * nextUpdate has passed, refuses. Any other failure is the one enrollment refusal.
+   */
+  async #verifyFactory(
+    tx: Transaction,
+    organizationId: string,
+    input: { serial: string; csrPem: string; factoryCertificate: string; factorySignature: string },
+  ): Promise<FactoryIdentity> {
+    const key = await this.#manufacturerKey(tx, organizationId)
+    let factory: FactoryIdentity
+    try {
+      factory = await verifyFactoryIdentity(tx, key, {
+        organizationId,
+        factoryCertificatePem: input.factoryCertificate,
+        signatureBase64: input.factorySignature,
+        signedBytes: certificateRequestDer(input.csrPem),
+      })
+    } catch (error) {
+      if (error instanceof WardError && error.code === 'ERR_CERTIFICATE_REVOKED') {
+        const details = error.details as { serialNumber?: string; crlNumber?: string }
+        throw new FactoryRefusal(
+          'enrollment refused for this device: its factory certificate is revoked by its manufacturer',
+          'factory-certificate-revoked',
+          {
+            proof: 'factory-identity',
+            factoryCertificate: String(details.serialNumber),
+            crlNumber: String(details.crlNumber),
+          },
+        )
+      }
+      throw enrollmentRefused()
+    }
+    if (factory.deviceSerial !== input.serial) throw enrollmentRefused()
+    const { status } = factory.revocation
+    if (status !== 'current' && this.#ward.config.device.manufacturerCrl === 'required') {
+      throw new FactoryRefusal(
+        status === 'none'
+          ? 'enrollment refused for this device: Ward holds no CRL of its manufacturer, and this Ward requires a current one'
+          : "enrollment refused for this device: its manufacturer's CRL is past its nextUpdate, and this Ward requires a current one",
+        status === 'none' ? 'manufacturer-crl-missing' : 'manufacturer-crl-stale',
+        { proof: 'factory-identity', ...factoryDetail(factory) },
+      )
+    }
+    return factory
   }
 
   /**
@@ -859,6 +1032,39 @@ function configurationChange(
   what: string,
 ): AuditEventInput {
   return { type: auditEventTypes.applicationActivity, operation, action, entity: [{ type, what }] }
+}
+
+/**
+ * An enrollment refused for a reason the caller may hear, because it proved it holds the
+ * factory key: the enrollment route answers with this message rather than the one refusal
+ * every other failure gets. `reason` goes into the refusal's audit event, `detail` onto its
+ * device entity.
+ */
+export class FactoryRefusal extends WardError {
+  readonly reason: string
+  readonly detail: Record<string, string | number | boolean>
+
+  constructor(message: string, reason: string, detail: Record<string, string | number | boolean>) {
+    super('ERR_ENROLLMENT_REFUSED', message)
+    this.reason = reason
+    this.detail = detail
+  }
+}
+
+/**
+ * What an enrollment's audit event says of the factory identity: the manufacturer CA, the
+ * certificate checked against its CRL, and whether that CRL was current, stale (its nextUpdate
+ * passed: the warning the default setting records) or absent.
+ */
+function factoryDetail(factory: FactoryIdentity): Record<string, string> {
+  const { revocation } = factory
+  return {
+    manufacturerCa: factory.manufacturerAuthorityId,
+    factoryCertificate: revocation.certificateSerial,
+    manufacturerCrl: revocation.status,
+    ...(revocation.crlNumber === undefined ? {} : { crlNumber: revocation.crlNumber }),
+    ...(revocation.nextUpdate === undefined ? {} : { crlNextUpdate: revocation.nextUpdate }),
+  }
 }
 
 function enrollmentRefused(): WardError {

@@ -29,6 +29,7 @@ import type { OperationContext } from './context.js'
 import { Fleet } from './fleet.js'
 import { createOrganizationAuthorities } from './identity/index.js'
 import {
+  AuthenticationKeys,
   Keyring,
   LocalKeyFileProvider,
   LocalKeyShareStore,
@@ -88,7 +89,7 @@ export async function initializeWard(
     created.push(`key share store ${paths.keyShares}`)
   }
 
-  const store = await openStore(config.database)
+  const store = await openStore({ ...config.database, keys: provider })
   try {
     const hasPlatformLog = await hasAuditLog(store.db, platformLogName)
     const witness = new HomeCheckpointWitness(config.home)
@@ -163,6 +164,8 @@ export class Ward {
   readonly keys: KeyWrappingProvider
   readonly witness: HomeCheckpointWitness
   readonly entryKeys: EntryKeys
+  /** Keys that authenticate enrollment tokens and manufacturer CA rows, per organization. */
+  readonly authenticationKeys: AuthenticationKeys
   /** Data keys for sealing and opening records, cached briefly. */
   readonly keyring: Keyring
   /** Device models, devices, patients, enrollment and readings. */
@@ -184,6 +187,7 @@ export class Ward {
     this.keys = keys
     this.witness = new HomeCheckpointWitness(config.home)
     this.entryKeys = new EntryKeys(keys)
+    this.authenticationKeys = new AuthenticationKeys(keys)
     this.keyring = new Keyring({
       provider: keys,
       keyShares: LocalKeyShareStore.open(homePaths(config.home).keyShares),
@@ -204,7 +208,7 @@ export class Ward {
   /** Opens an initialized Ward; `ERR_NOT_INITIALIZED` when `ward init` has not run. */
   static async open(config: WardConfig): Promise<Ward> {
     const keys = LocalKeyFileProvider.open(homePaths(config.home).masterKey)
-    const store = await openStore(config.database)
+    const store = await openStore({ ...config.database, keys })
     if (!(await hasAuditLog(store.db, platformLogName))) {
       await store.close()
       throw new WardError(

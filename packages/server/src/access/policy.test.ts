@@ -157,6 +157,7 @@ const expected: Record<Role, Allowance[]> = {
       org,
     ],
     [['device.wipe', 'device.decommission', 'wipe-certificate.list'], admin, device],
+    [['manufacturer-crl.upload'], admin, org],
   ],
   'privacy-officer': [
     [['break-glass.review'], ['HOPERAT'], ['organization', 'grant']],
@@ -166,6 +167,7 @@ const expected: Record<Role, Allowance[]> = {
     [['device.list'], admin, org],
     [['device.suspend', 'device.reinstate', 'device.revoke'], admin, device],
     [['device.wipe', 'wipe-certificate.list'], admin, device],
+    [['manufacturer-crl.upload'], admin, org],
     [['audit-log.read'], ['HOPERAT'], ['audit-log']],
   ],
   'org-admin': [
@@ -193,6 +195,7 @@ const expected: Record<Role, Allowance[]> = {
       org,
     ],
     [['device.wipe', 'device.decommission', 'wipe-certificate.list'], admin, device],
+    [['manufacturer-crl.upload'], admin, org],
   ],
   auditor: [[['audit-log.read'], ['HOPERAT'], ['audit-log']]],
   'platform-operator': [

@@ -48,6 +48,7 @@ export const actions = [
   'device.wipe',
   'device.decommission',
   'wipe-certificate.list',
+  'manufacturer-crl.upload',
 ] as const
 
 export type Action = (typeof actions)[number]
@@ -171,6 +172,7 @@ const resourceTypes: Readonly<Record<Action, readonly ResourceType[]>> = {
   'device.wipe': ['device'],
   'device.decommission': ['device'],
   'wipe-certificate.list': ['device'],
+  'manufacturer-crl.upload': ['organization'],
 }
 
 /**
@@ -350,6 +352,7 @@ const basePermissions: Readonly<Record<Role, Partial<Record<Action, readonly Per
     'device.wipe': [fleet('device-engineering')],
     'device.decommission': [fleet('device-engineering')],
     'wipe-certificate.list': [fleet('device-engineering')],
+    'manufacturer-crl.upload': [fleet('device-engineering')],
   },
   'privacy-officer': {
     'break-glass.review': [{ scope: 'organization', purposes: ['HOPERAT'], name: 'review' }],
@@ -362,6 +365,7 @@ const basePermissions: Readonly<Record<Role, Partial<Record<Action, readonly Per
     'device.revoke': [fleet('incident-response')],
     'device.wipe': [fleet('incident-response')],
     'wipe-certificate.list': [fleet('incident-response')],
+    'manufacturer-crl.upload': [fleet('incident-response')],
     'audit-log.read': [{ scope: 'organization', purposes: ['HOPERAT'], name: 'audit-review' }],
   },
   'org-admin': {
@@ -391,6 +395,7 @@ const basePermissions: Readonly<Record<Role, Partial<Record<Action, readonly Per
     'device.wipe': [fleet('administration')],
     'device.decommission': [fleet('administration')],
     'wipe-certificate.list': [fleet('administration')],
+    'manufacturer-crl.upload': [fleet('administration')],
   },
   auditor: {
     'audit-log.read': [{ scope: 'organization', purposes: ['HOPERAT'], name: 'audit-evidence' }],

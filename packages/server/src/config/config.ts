@@ -188,6 +188,14 @@ export const settings: readonly Setting[] = [
     defaultValue: () => 30,
   },
   {
+    name: 'device.manufacturerCrl',
+    env: 'WARD_DEVICE_MANUFACTURER_CRL',
+    description:
+      "whether factory enrollment needs a current manufacturer CRL: `optional` enrolls without one, or with one past its nextUpdate, and records that in the enrollment's audit event; `required` refuses",
+    rule: { kind: 'enum', values: ['optional', 'required'] },
+    defaultValue: () => 'optional',
+  },
+  {
     name: 'access.breakGlassDefaultMinutes',
     env: 'WARD_ACCESS_BREAK_GLASS_DEFAULT_MINUTES',
     description: 'how long emergency access lasts when the clinician asks for no duration',
@@ -325,6 +333,7 @@ export interface WardConfig {
     readonly certificateValidityDays: number
     readonly enrollmentTokenTtlSeconds: number
     readonly idleTimeoutSeconds: number
+    readonly manufacturerCrl: 'optional' | 'required'
   }
   readonly access: {
     readonly breakGlassDefaultMinutes: number
@@ -550,6 +559,7 @@ function toConfig(values: Record<string, unknown>): WardConfig {
       certificateValidityDays: get('device.certificateValidityDays'),
       enrollmentTokenTtlSeconds: get('device.enrollmentTokenTtlSeconds'),
       idleTimeoutSeconds: get('device.idleTimeoutSeconds'),
+      manufacturerCrl: get('device.manufacturerCrl'),
     },
     access: {
       breakGlassDefaultMinutes: get('access.breakGlassDefaultMinutes'),

@@ -4,6 +4,7 @@ export {
   createDeviceModel,
   createEnrollmentToken,
   deviceChangeMark,
+  enrollmentTokenDigest,
   findDevice,
   findDeviceModel,
   listDeviceModels,

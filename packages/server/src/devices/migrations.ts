@@ -1,13 +1,19 @@
 import type { Kysely, Migration } from 'kysely'
 
+import { AuthenticationKeys, masterKeyNeeded, type KeyWrappingProvider } from '../keys/index.js'
+import type { Transaction } from '../store/index.js'
 import type { Dialect } from '../store/store.js'
+import { enrollmentTokenDigest } from './registry.js'
 
 /**
  * The devices domain's tables (device models, devices, enrollment tokens; then lifecycle
  * commands and wipe certificates). The first starts with 0004 so it runs after the foundation,
  * keys and identity; a shipped migration is never edited, a change is a new one.
  */
-export function devicesMigrations(_dialect: Dialect): Record<string, Migration> {
+export function devicesMigrations(
+  _dialect: Dialect,
+  keys?: KeyWrappingProvider,
+): Record<string, Migration> {
   return {
     '0004-devices': {
       async up(db: Kysely<unknown>) {
@@ -108,6 +114,43 @@ export function devicesMigrations(_dialect: Dialect): Record<string, Migration> 
           .on('devices')
           .columns(['organization_id', 'patient_id'])
           .execute()
+      },
+    },
+    // After the keys domain's authentication keys (0009). Token digests were plain SHA-256:
+    // anyone who could write the database could store the digest of a token of their own and
+    // enroll with it. They become keyed digests (see `enrollmentTokenDigest`), computed here
+    // from the stored SHA-256, so tokens already issued keep working.
+    //
+    // Keying the rows found at upgrade trusts them, and that is acceptable: until this
+    // migration Ward trusted every token row anyway, so trusting the rows present at this one
+    // moment grants nothing that was not already granted, while from here on a row written
+    // without the master key is refused. An operator who suspects the database was written
+    // before the upgrade issues fresh tokens, which voids the earlier unused ones.
+    '0010-enrollment-token-digests': {
+      async up(db: Kysely<unknown>) {
+        const tx = db as unknown as Transaction
+        const rows = await tx
+          .selectFrom('enrollment_tokens')
+          .select(['id', 'organization_id', 'device_id', 'token_hash', 'expires_at'])
+          .execute()
+        if (rows.length === 0) return
+        if (keys === undefined) throw masterKeyNeeded('enrollment tokens')
+        const authenticationKeys = new AuthenticationKeys(keys)
+        for (const row of rows) {
+          const key = await authenticationKeys.key(tx, row.organization_id, 'enrollment-token')
+          await tx
+            .updateTable('enrollment_tokens')
+            .set({
+              token_hash: enrollmentTokenDigest(key, {
+                organizationId: row.organization_id,
+                deviceId: row.device_id,
+                expiresAt: row.expires_at,
+                tokenSha256: row.token_hash,
+              }),
+            })
+            .where('id', '=', row.id)
+            .execute()
+        }
       },
     },
   }

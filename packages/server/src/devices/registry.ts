@@ -1,7 +1,8 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto'
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 
 import { WardError, checkDeviceModelPolicy, type DeviceModelPolicy } from '@ward/core'
 
+import { authenticationCode } from '../keys/index.js'
 import type { Transaction } from '../store/index.js'
 
 /** A device model: what its devices may send. */
@@ -257,11 +258,15 @@ export async function assignDevice(
 }
 
 /**
- * Issues a one-time enrollment token for one device: random, shown once, stored as its
- * SHA-256, expiring after `ttlSeconds`. Any earlier unused token of the device stops working.
+ * Issues a one-time enrollment token for one device: random, shown once, expiring after
+ * `ttlSeconds`. Any earlier unused token of the device stops working. What is stored is its
+ * digest under `key`, the organization's enrollment-token authentication key (see
+ * {@link enrollmentTokenDigest}), so a token row written into the database by anyone without
+ * the master key matches no token.
  */
 export async function createEnrollmentToken(
   tx: Transaction,
+  key: Uint8Array,
   device: Device,
   ttlSeconds: number,
 ): Promise<{ token: string; expiresAt: string }> {
@@ -283,7 +288,12 @@ export async function createEnrollmentToken(
       id: randomUUID(),
       organization_id: device.organizationId,
       device_id: device.id,
-      token_hash: tokenHash(token),
+      token_hash: enrollmentTokenDigest(key, {
+        organizationId: device.organizationId,
+        deviceId: device.id,
+        expiresAt,
+        tokenSha256: tokenSha256(token),
+      }),
       expires_at: expiresAt,
       used_at: null,
       created_at: now.toISOString(),
@@ -293,45 +303,94 @@ export async function createEnrollmentToken(
 }
 
 /**
- * Spends an enrollment token: it must exist, be unused, unexpired and bound to the device
- * with `serial`. Every failure gives the same answer, so a caller learns nothing about which
- * check failed.
+ * Spends an enrollment token of organization `organizationId`: it must be stored for the
+ * device with `serial`, under its digest with `key`, unused and unexpired. Every failure gives
+ * the same answer, so a caller learns nothing about which check failed.
  */
 export async function redeemEnrollmentToken(
   tx: Transaction,
-  token: string,
-  serial: string,
+  key: Uint8Array,
+  input: { readonly organizationId: string; readonly token: string; readonly serial: string },
 ): Promise<Device> {
   const refused = new WardError(
     'ERR_ENROLLMENT_REFUSED',
     'enrollment token is not valid for this device',
   )
-  if (!/^ward_enr_[A-Za-z0-9_-]{32}$/.test(token)) throw refused
-  const row = await tx
-    .selectFrom('enrollment_tokens')
-    .innerJoin('devices', 'devices.id', 'enrollment_tokens.device_id')
-    .select([
-      'enrollment_tokens.id as tokenId',
-      'enrollment_tokens.expires_at',
-      'enrollment_tokens.used_at',
-    ])
-    .selectAll('devices')
-    .where('enrollment_tokens.token_hash', '=', tokenHash(token))
+  if (!/^ward_enr_[A-Za-z0-9_-]{32}$/.test(input.token)) throw refused
+  const device = await tx
+    .selectFrom('devices')
+    .selectAll()
+    .where('organization_id', '=', input.organizationId)
+    .where('serial', '=', input.serial)
     .executeTakeFirst()
-  if (row === undefined || row.used_at !== null || row.serial !== serial) throw refused
+  if (device === undefined) throw refused
+  const unused = await tx
+    .selectFrom('enrollment_tokens')
+    .select(['id', 'token_hash', 'expires_at'])
+    .where('organization_id', '=', input.organizationId)
+    .where('device_id', '=', device.id)
+    .where('used_at', 'is', null)
+    .execute()
+  const presented = tokenSha256(input.token)
+  const row = unused.find((candidate) =>
+    digestsMatch(
+      candidate.token_hash,
+      enrollmentTokenDigest(key, {
+        organizationId: input.organizationId,
+        deviceId: device.id,
+        expiresAt: candidate.expires_at,
+        tokenSha256: presented,
+      }),
+    ),
+  )
+  if (row === undefined) throw refused
   if (Date.parse(row.expires_at) <= Date.now()) throw refused
   const spent = await tx
     .updateTable('enrollment_tokens')
     .set({ used_at: new Date().toISOString() })
-    .where('id', '=', row.tokenId)
+    .where('id', '=', row.id)
     .where('used_at', 'is', null)
     .executeTakeFirst()
   if (Number(spent.numUpdatedRows) !== 1) throw refused
-  return toDevice(row)
+  return toDevice(device)
 }
 
-function tokenHash(token: string): string {
+/**
+ * What an enrollment token row stores: lowercase hex HMAC-SHA-256, under the organization's
+ * enrollment-token authentication key, of the token's SHA-256 bound to its organization,
+ * device and expiry. Without the key nobody can make a digest a token will match, and a
+ * digest moved to another device, or given a later expiry, matches none. Built over the
+ * token's SHA-256 rather than the token, so that tokens stored before digests were keyed
+ * (as plain SHA-256) could be keyed where they lay.
+ */
+export function enrollmentTokenDigest(
+  key: Uint8Array,
+  input: {
+    readonly organizationId: string
+    readonly deviceId: string
+    readonly expiresAt: string
+    readonly tokenSha256: string
+  },
+): string {
+  return Buffer.from(
+    authenticationCode(key, [
+      'enrollment-token v1',
+      input.organizationId,
+      input.deviceId,
+      input.expiresAt,
+      input.tokenSha256,
+    ]),
+  ).toString('hex')
+}
+
+function tokenSha256(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex')
+}
+
+function digestsMatch(stored: string, expected: string): boolean {
+  const a = Buffer.from(stored, 'utf8')
+  const b = Buffer.from(expected, 'utf8')
+  return a.length === b.length && timingSafeEqual(a, b)
 }
 
 function toModel(row: {

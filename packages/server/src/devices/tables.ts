@@ -29,7 +29,10 @@ export interface DeviceTable {
   updated_at: string
 }
 
-/** A one-time enrollment token: only its SHA-256 is stored. */
+/**
+ * A one-time enrollment token: only its digest is stored, `token_hash`, keyed under the
+ * organization's enrollment-token authentication key (see `enrollmentTokenDigest`).
+ */
 export interface EnrollmentTokenTable {
   id: string
   organization_id: string

@@ -11,6 +11,7 @@ import {
   setDeviceStatus,
   standardDeviceModels,
 } from '../devices/index.js'
+import { testManufacturerCa, testManufacturerCrl } from '../identity/test-support.js'
 import type { Organization } from '../tenancy/index.js'
 import type { Patient } from '../records/index.js'
 import { platformLogName } from '../audit/index.js'
@@ -59,6 +60,11 @@ const matrix: Record<string, Record<Role, string>> = {
   'PUT /v1/organizations/:organization/devices/:serial/patient': org(['support', 'org-admin']),
   'POST /v1/organizations/:organization/devices/:serial/enrollment-tokens': org([
     'device-engineer',
+    'org-admin',
+  ]),
+  'PUT /v1/organizations/:organization/manufacturers/:manufacturer/crl': org([
+    'device-engineer',
+    'security-officer',
     'org-admin',
   ]),
   'POST /v1/organizations/:organization/devices/:serial/suspension': org([
@@ -308,6 +314,25 @@ for (const { dialect, skip } of dialects) {
       return made.id
     }
 
+    /** A manufacturer registered in `slug` and a CRL its CA signed, made once per organization. */
+    const manufacturers = new Map<string, Promise<{ name: string; crl: string }>>()
+    const manufacturer = (slug: string) => {
+      let made = manufacturers.get(slug)
+      if (made === undefined) {
+        made = (async () => {
+          const name = 'Matrix Maker'
+          const ca = await testManufacturerCa(`CN=Matrix Maker ${slug}`)
+          await fixture.running.ward.fleet.registerManufacturer(systemContext('test'), slug, {
+            name,
+            certificatePem: ca.certificatePem,
+          })
+          return { name, crl: await testManufacturerCrl(ca, { number: 1 }) }
+        })()
+        manufacturers.set(slug, made)
+      }
+      return made
+    }
+
     /** A fresh person of `organization` holding `clinician`. */
     const person = async (organization: Organization): Promise<string> => {
       const created = await fixture.running.ward.people.createUser(systemContext('test'), {
@@ -369,6 +394,11 @@ for (const { dialect, skip } of dialects) {
         case 'POST /v1/organizations/:organization/devices/:serial/suspension':
         case 'POST /v1/organizations/:organization/devices/:serial/revocation':
           return { params: { ...base, serial: await device() } }
+        case 'PUT /v1/organizations/:organization/manufacturers/:manufacturer/crl': {
+          // The same CRL each time: an upload of the stored CRL number again is accepted.
+          const { name, crl } = await manufacturer(slug)
+          return { params: { ...base, manufacturer: name }, body: { crl } }
+        }
         case 'DELETE /v1/organizations/:organization/devices/:serial/suspension':
           return { params: { ...base, serial: await device('suspended') } }
         case 'POST /v1/organizations/:organization/patients':

@@ -27,11 +27,17 @@ export {
 export { deviceUri, parseDeviceUri, type DeviceName } from './device-uri.js'
 export {
   listManufacturerAuthorities,
+  manufacturerAuthorityCode,
   registerManufacturerAuthority,
+  uploadManufacturerCrl,
   verifyFactoryIdentity,
   type FactoryIdentity,
+  type FactoryRevocationCheck,
   type ManufacturerAuthority,
+  type ManufacturerCrlFacts,
+  type ManufacturerCrlUpload,
 } from './manufacturers.js'
+export { maxManufacturerCrlBytes } from './manufacturer-crl.js'
 export {
   issuingCrl,
   issuingCrlLifetimeDays,

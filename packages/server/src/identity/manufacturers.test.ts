@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 
 import { dialects, freshDatabase, temporaryDirectory } from '../../test/support.js'
+import { AuthenticationKeys } from '../keys/index.js'
 import { insertOrganization, type Organization } from '../tenancy/index.js'
 import {
   certificateRequestDer,
@@ -155,22 +156,26 @@ for (const { dialect, skip } of dialects) {
       return readFileSync(`${data}.sig`).toString('base64')
     }
 
+    const keys = () => new AuthenticationKeys(fixture.provider)
+    const key = (organizationId: string) =>
+      fixture.store.transaction((tx) => keys().key(tx, organizationId, 'manufacturer-authority'))
+
     function register(organizationId: string, ca: Issued, name = 'Example Devices') {
-      return fixture.store.transaction((tx) =>
-        registerManufacturerAuthority(tx, {
-          organizationId,
-          certificatePem: ca.certificatePem,
-          name,
-        }),
+      return fixture.store.transaction(async (tx) =>
+        registerManufacturerAuthority(
+          tx,
+          await keys().key(tx, organizationId, 'manufacturer-authority'),
+          { organizationId, certificatePem: ca.certificatePem, name },
+        ),
       )
     }
 
-    function verifyIdentity(
+    async function verifyIdentity(
       factoryCertificatePem: string,
       signatureBase64: string,
       signedBytes: Uint8Array,
     ) {
-      return verifyFactoryIdentity(fixture.store.db, {
+      return verifyFactoryIdentity(fixture.store.db, await key(organization.id), {
         organizationId: organization.id,
         factoryCertificatePem,
         signatureBase64,
@@ -186,7 +191,13 @@ for (const { dialect, skip } of dialects) {
       assert.equal(registered.name, 'Example Devices')
       assert.match(registered.subject, /CN=Example Devices Factory CA/)
       assert.deepEqual(
-        (await listManufacturerAuthorities(fixture.store.db, organization.id)).map((row) => row.id),
+        (
+          await listManufacturerAuthorities(
+            fixture.store.db,
+            await key(organization.id),
+            organization.id,
+          )
+        ).map((row) => row.id),
         [registered.id],
       )
 

@@ -2,8 +2,15 @@ import { X509Certificate as NodeCertificate, randomUUID, verify } from 'node:cry
 
 import { WardError } from '@ward/core'
 
+import { authenticationCode, authenticationCodeMatches } from '../keys/index.js'
 import type { Transaction } from '../store/index.js'
 import { checkId } from './device-uri.js'
+import {
+  checkThisUpdate,
+  parseManufacturerCrl,
+  signedBy,
+  storedManufacturerCrl,
+} from './manufacturer-crl.js'
 import type { ManufacturerAuthorityTable } from './tables.js'
 import {
   isP256PublicKey,
@@ -27,6 +34,36 @@ export interface ManufacturerAuthority {
   readonly notBefore: string
   readonly notAfter: string
   readonly createdAt: string
+  /**
+   * Whether the row passed its authentication check (see {@link manufacturerAuthorityCode}).
+   * A row that did not is never trusted; its other fields are as the database holds them.
+   */
+  readonly authentic: boolean
+  /** The manufacturer's CRL Ward holds for this CA, when one was uploaded. */
+  readonly crl: ManufacturerCrlFacts | null
+}
+
+/** The facts of a manufacturer CRL Ward holds. */
+export interface ManufacturerCrlFacts {
+  /** The CRL number, in decimal: it may be up to 20 octets long. */
+  readonly number: string
+  readonly thisUpdate: string
+  readonly nextUpdate: string
+  readonly uploadedAt: string
+}
+
+/** What the manufacturer's CRL said about a factory identity when it was checked. */
+export interface FactoryRevocationCheck {
+  /**
+   * `current`: a CRL within its validity does not list the certificate; `stale`: the CRL
+   * Ward holds does not list it, but its nextUpdate has passed, so a newer one may; `none`: no
+   * CRL was uploaded for the manufacturer CA.
+   */
+  readonly status: 'current' | 'stale' | 'none'
+  readonly crlNumber?: string
+  readonly nextUpdate?: string
+  /** The serial (lowercase hex) of the certificate checked: the one the registered CA signed. */
+  readonly certificateSerial: string
 }
 
 /** Who a verified factory certificate says the device is, and who vouched for it. */
@@ -40,6 +77,7 @@ export interface FactoryIdentity {
   readonly fingerprintSha256: string
   readonly manufacturerAuthorityId: string
   readonly manufacturerName: string
+  readonly revocation: FactoryRevocationCheck
 }
 
 /** Most certificates in a factory chain: the factory certificate and up to three CAs above it. */
@@ -53,10 +91,12 @@ const serialNumberAttribute = '2.5.4.5'
  * with an ECDSA P-256 or P-384 key or an RSA key of at least 2048 bits
  * (`ERR_KEY_ALGORITHM_UNSUPPORTED`). Registering the same certificate twice is
  * `ERR_AUTHORITY_EXISTS`. The name is for people and must be 1–200 characters without control
- * characters.
+ * characters. The row is stored with its authentication code under `key`, the organization's
+ * manufacturer-authority authentication key.
  */
 export async function registerManufacturerAuthority(
   tx: Transaction,
+  key: Uint8Array,
   input: {
     readonly organizationId: string
     readonly certificatePem: string
@@ -97,7 +137,7 @@ export async function registerManufacturerAuthority(
     )
   }
 
-  const row: ManufacturerAuthorityTable = {
+  const unkeyed: ManufacturerAuthorityTable = {
     id: randomUUID(),
     organization_id: input.organizationId,
     name,
@@ -109,14 +149,26 @@ export async function registerManufacturerAuthority(
     not_before: certificate.notBefore.toISOString(),
     not_after: certificate.notAfter.toISOString(),
     created_at: new Date().toISOString(),
+    crl_der: null,
+    crl_number: null,
+    crl_this_update: null,
+    crl_next_update: null,
+    crl_uploaded_at: null,
+    mac: null,
   }
+  const row = { ...unkeyed, mac: manufacturerAuthorityCode(key, unkeyed) }
   await tx.insertInto('manufacturer_authorities').values(row).execute()
-  return toManufacturerAuthority(row)
+  return toManufacturerAuthority(row, true)
 }
 
-/** The organization's registered manufacturer CAs, oldest first. */
+/**
+ * The organization's registered manufacturer CAs, oldest first, each checked against its
+ * authentication code under `key`: one that fails (`authentic: false`) was written or changed
+ * by somebody without the master key, and nothing trusts it.
+ */
 export async function listManufacturerAuthorities(
   tx: Transaction,
+  key: Uint8Array,
   organizationId: string,
 ): Promise<ManufacturerAuthority[]> {
   const rows = await tx
@@ -125,7 +177,169 @@ export async function listManufacturerAuthorities(
     .where('organization_id', '=', organizationId)
     .orderBy('created_at')
     .execute()
-  return rows.map(toManufacturerAuthority)
+  return rows.map((row) => toManufacturerAuthority(row, isAuthentic(key, row)))
+}
+
+/** What {@link uploadManufacturerCrl} stored. */
+export interface ManufacturerCrlUpload {
+  /** The manufacturer's CAs the CRL was stored with: each that signed it. */
+  readonly authorities: readonly ManufacturerAuthority[]
+  readonly number: string
+  readonly thisUpdate: string
+  readonly nextUpdate: string
+  /** How many certificates it lists. */
+  readonly entries: number
+  /** True when its nextUpdate has already passed: it is stored, but is stale from the start. */
+  readonly stale: boolean
+}
+
+/**
+ * Stores manufacturer `name`'s CRL (PEM or DER) with each of the organization's registered
+ * CAs of that name that signed it, replacing the CRL held before. Refuses, naming why: a CRL
+ * that is not well formed (see `parseManufacturerCrl`: `ERR_CRL_INVALID`, or
+ * `ERR_PAYLOAD_TOO_LARGE`); no authentic CA of that name (`ERR_AUTHORITY_NOT_FOUND`); a CRL
+ * none of them signed (`ERR_SIGNATURE_INVALID`); a thisUpdate in the future (`ERR_CRL_INVALID`);
+ * and a CRL number lower than the one stored, a rollback (`ERR_CRL_ROLLBACK`, naming both). The
+ * same CRL again is accepted. Each row is stored with a fresh authentication code under `key`.
+ */
+export async function uploadManufacturerCrl(
+  tx: Transaction,
+  key: Uint8Array,
+  input: {
+    readonly organizationId: string
+    readonly name: string
+    readonly crl: string | Uint8Array
+    readonly now?: Date
+  },
+): Promise<ManufacturerCrlUpload> {
+  const now = input.now ?? new Date()
+  const crl = parseManufacturerCrl(input.crl)
+  const rows = await tx
+    .selectFrom('manufacturer_authorities')
+    .selectAll()
+    .where('organization_id', '=', input.organizationId)
+    .where('name', '=', input.name.trim())
+    .orderBy('created_at')
+    .execute()
+  const candidates = rows.filter((row) => isAuthentic(key, row))
+  if (candidates.length === 0) {
+    const tampered = rows.length - candidates.length
+    throw new WardError(
+      'ERR_AUTHORITY_NOT_FOUND',
+      tampered === 0
+        ? 'no manufacturer CA of that name is registered in this organization'
+        : `no trusted manufacturer CA of that name: ${tampered} failed its integrity check (a security alert was recorded)`,
+      { details: { field: 'name' } },
+    )
+  }
+  const signers: ManufacturerAuthorityTable[] = []
+  for (const row of candidates) {
+    if (await signedBy(crl, new x509.X509Certificate(row.certificate_pem))) signers.push(row)
+  }
+  if (signers.length === 0) {
+    throw new WardError(
+      'ERR_SIGNATURE_INVALID',
+      `crl is not signed by a registered CA of manufacturer ${input.name.trim()} ` +
+        `(its issuer is ${crl.crl.issuer})`,
+      { details: { field: 'crl' } },
+    )
+  }
+  checkThisUpdate(crl, now)
+  for (const row of signers) {
+    if (row.crl_number !== null && crl.number < BigInt(row.crl_number)) {
+      throw new WardError(
+        'ERR_CRL_ROLLBACK',
+        `crl number ${crl.number} is lower than the stored CRL's number ${row.crl_number}: ` +
+          'refusing a rollback to an older CRL',
+        {
+          details: {
+            field: 'crl',
+            crlNumber: crl.number.toString(),
+            storedCrlNumber: row.crl_number,
+          },
+        },
+      )
+    }
+  }
+
+  const uploadedAt = now.toISOString()
+  const stored: ManufacturerAuthority[] = []
+  for (const row of signers) {
+    const unkeyed: ManufacturerAuthorityTable = {
+      ...row,
+      crl_der: crl.der,
+      crl_number: crl.number.toString(),
+      crl_this_update: crl.thisUpdate.toISOString(),
+      crl_next_update: crl.nextUpdate.toISOString(),
+      crl_uploaded_at: uploadedAt,
+    }
+    const mac = manufacturerAuthorityCode(key, unkeyed)
+    const { id, organization_id, ...changed } = { ...unkeyed, mac }
+    await tx
+      .updateTable('manufacturer_authorities')
+      .set({
+        crl_der: changed.crl_der,
+        crl_number: changed.crl_number,
+        crl_this_update: changed.crl_this_update,
+        crl_next_update: changed.crl_next_update,
+        crl_uploaded_at: changed.crl_uploaded_at,
+        mac: changed.mac,
+      })
+      .where('id', '=', id)
+      .where('organization_id', '=', organization_id)
+      .execute()
+    stored.push(toManufacturerAuthority({ ...unkeyed, mac }, true))
+  }
+  return {
+    authorities: stored,
+    number: crl.number.toString(),
+    thisUpdate: crl.thisUpdate.toISOString(),
+    nextUpdate: crl.nextUpdate.toISOString(),
+    entries: crl.entries,
+    stale: crl.nextUpdate.getTime() < now.getTime(),
+  }
+}
+
+/**
+ * The authentication code of a manufacturer CA row: HMAC-SHA-256 under the organization's
+ * manufacturer-authority key over every column — certificate, name, facts and the CRL held —
+ * bound to its organization and id, so a row inserted, edited, or copied from another
+ * organization or row fails its check.
+ */
+export function manufacturerAuthorityCode(
+  key: Uint8Array,
+  row: ManufacturerAuthorityTable,
+): Uint8Array {
+  return authenticationCode(key, manufacturerAuthorityFields(row))
+}
+
+function manufacturerAuthorityFields(row: ManufacturerAuthorityTable) {
+  return [
+    'manufacturer-authority v1',
+    row.organization_id,
+    row.id,
+    row.name,
+    row.subject,
+    row.subject_key_identifier,
+    row.fingerprint_sha256,
+    row.certificate_pem,
+    row.not_before,
+    row.not_after,
+    row.created_at,
+    row.crl_der === null ? null : Buffer.from(row.crl_der).toString('base64'),
+    row.crl_number,
+    row.crl_this_update,
+    row.crl_next_update,
+    row.crl_uploaded_at,
+  ]
+}
+
+function isAuthentic(key: Uint8Array, row: ManufacturerAuthorityTable): boolean {
+  return authenticationCodeMatches(
+    key,
+    manufacturerAuthorityFields(row),
+    row.mac === null ? null : new Uint8Array(row.mac),
+  )
 }
 
 /**
@@ -137,18 +351,26 @@ export async function listManufacturerAuthorities(
  * certificate must not be a CA and must hold an ECDSA P-256 key, and `signatureBase64` must be
  * its ECDSA SHA-256 signature over `signedBytes` (DER, or raw r‖s) (`ERR_SIGNATURE_INVALID`).
  *
- * Manufacturers' CRLs are not consulted: a factory certificate its manufacturer revoked still
- * verifies until the organization removes that manufacturer CA. Registering manufacturer CRLs,
- * checked here, would close that. Replaying a signature gains nothing when `signedBytes` is the
- * device's CSR, since a certificate for that CSR is useless without the device's private key.
+ * Only manufacturer CA rows that pass their authentication check under `key` are anchors. Then
+ * the manufacturer's CRL, when one was uploaded for the anchor, must not list the certificate
+ * the anchor signed (`ERR_CERTIFICATE_REVOKED`, said only after the signature verified, to the
+ * holder of the factory key); `revocation` says whether that CRL was current, stale or absent,
+ * for the caller's policy. The anchor's CRL speaks only for certificates the anchor itself
+ * issued: with intermediate CAs in the chain it can revoke the intermediate, and the
+ * intermediates' own CRLs, which would speak for the factory certificate, are not consulted.
+ *
+ * Replaying a signature gains nothing when `signedBytes` is the device's CSR, since a
+ * certificate for that CSR is useless without the device's private key.
  */
 export async function verifyFactoryIdentity(
   tx: Transaction,
+  key: Uint8Array,
   input: {
     readonly organizationId: string
     readonly factoryCertificatePem: string
     readonly signatureBase64: string
     readonly signedBytes: Uint8Array
+    readonly now?: Date
   },
 ): Promise<FactoryIdentity> {
   const chain = pemBlocks(input.factoryCertificatePem, 'CERTIFICATE', {
@@ -185,8 +407,12 @@ export async function verifyFactoryIdentity(
     .selectAll()
     .where('organization_id', '=', input.organizationId)
     .execute()
-  const anchor = chainToAnchor(chain, anchors)
+  const { anchor, issuedByAnchor } = chainToAnchor(
+    chain,
+    anchors.filter((row) => isAuthentic(key, row)),
+  )
   checkFactorySignature(factory, input.signatureBase64, input.signedBytes)
+  const revocation = checkRevocation(anchor, issuedByAnchor, input.now ?? new Date())
 
   const serial =
     factory.subjectName.getField(serialNumberAttribute)[0] ?? factory.subjectName.getField('CN')[0]
@@ -203,17 +429,51 @@ export async function verifyFactoryIdentity(
     fingerprintSha256: sha256Hex(factory.rawData),
     manufacturerAuthorityId: anchor.id,
     manufacturerName: anchor.name,
+    revocation,
+  }
+}
+
+/** Checks `certificate`, which `anchor` issued, against the CRL stored with the anchor. */
+function checkRevocation(
+  anchor: ManufacturerAuthorityTable,
+  certificate: x509.X509Certificate,
+  now: Date,
+): FactoryRevocationCheck {
+  const certificateSerial = certificate.serialNumber.toLowerCase()
+  if (anchor.crl_der === null || anchor.crl_number === null || anchor.crl_next_update === null) {
+    return { status: 'none', certificateSerial }
+  }
+  const crl = storedManufacturerCrl(new Uint8Array(anchor.crl_der))
+  if (crl.findRevoked(certificate) !== null) {
+    throw new WardError(
+      'ERR_CERTIFICATE_REVOKED',
+      `factoryCertificate is revoked by its manufacturer (serial ${certificateSerial} is on ` +
+        `CRL number ${anchor.crl_number})`,
+      {
+        details: {
+          field: 'factoryCertificate',
+          serialNumber: certificateSerial,
+          crlNumber: anchor.crl_number,
+        },
+      },
+    )
+  }
+  return {
+    status: Date.parse(anchor.crl_next_update) < now.getTime() ? 'stale' : 'current',
+    crlNumber: anchor.crl_number,
+    nextUpdate: anchor.crl_next_update,
+    certificateSerial,
   }
 }
 
 /**
  * Walks from the factory certificate up through the supplied CAs until a registered anchor
- * signed the current certificate; returns that anchor.
+ * signed the current certificate; returns that anchor and the certificate it signed.
  */
 function chainToAnchor(
   chain: readonly x509.X509Certificate[],
   anchors: readonly ManufacturerAuthorityTable[],
-): ManufacturerAuthorityTable {
+): { anchor: ManufacturerAuthorityTable; issuedByAnchor: x509.X509Certificate } {
   const untrusted = () =>
     new WardError(
       'ERR_CERTIFICATE_UNTRUSTED',
@@ -234,7 +494,7 @@ function chainToAnchor(
     if (anchor !== undefined) {
       checkValidNow(anchor.certificate, 'manufacturer CA')
       checkPathLength(anchor.certificate, intermediates, 'manufacturer CA')
-      return anchor.row
+      return { anchor: anchor.row, issuedByAnchor: current }
     }
     const index = unused.findIndex((candidate) => issued(candidate, current))
     if (index < 0) throw untrusted()
@@ -341,7 +601,10 @@ function checkAuthorityKey(certificate: x509.X509Certificate): void {
   }
 }
 
-function toManufacturerAuthority(row: ManufacturerAuthorityTable): ManufacturerAuthority {
+function toManufacturerAuthority(
+  row: ManufacturerAuthorityTable,
+  authentic: boolean,
+): ManufacturerAuthority {
   return {
     id: row.id,
     organizationId: row.organization_id,
@@ -353,5 +616,18 @@ function toManufacturerAuthority(row: ManufacturerAuthorityTable): ManufacturerA
     notBefore: row.not_before,
     notAfter: row.not_after,
     createdAt: row.created_at,
+    authentic,
+    crl:
+      row.crl_number === null ||
+      row.crl_this_update === null ||
+      row.crl_next_update === null ||
+      row.crl_uploaded_at === null
+        ? null
+        : {
+            number: row.crl_number,
+            thisUpdate: row.crl_this_update,
+            nextUpdate: row.crl_next_update,
+            uploadedAt: row.crl_uploaded_at,
+          },
   }
 }

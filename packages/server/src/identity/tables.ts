@@ -54,7 +54,13 @@ export interface DeviceCertificateTable {
   revocation_reason: string | null
 }
 
-/** A manufacturer's CA an organization trusts for factory-provisioned device identities. */
+/**
+ * A manufacturer's CA an organization trusts for factory-provisioned device identities, and
+ * the manufacturer's newest CRL for it (`crl_der`, DER; `crl_number` in decimal; the times
+ * ISO 8601), all null until one is uploaded. `mac` authenticates every other column, bound to
+ * the organization and id, under the organization's manufacturer-authority key (see
+ * `manufacturerAuthorityCode`); a row without a matching one is never trusted.
+ */
 export interface ManufacturerAuthorityTable {
   id: string
   organization_id: string
@@ -66,4 +72,10 @@ export interface ManufacturerAuthorityTable {
   not_before: string
   not_after: string
   created_at: string
+  crl_der: Uint8Array | null
+  crl_number: string | null
+  crl_this_update: string | null
+  crl_next_update: string | null
+  crl_uploaded_at: string | null
+  mac: Uint8Array | null
 }

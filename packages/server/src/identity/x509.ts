@@ -52,11 +52,18 @@ export const maxPemLength = 64 * 1024
 export function pemBlocks(
   text: string,
   label: string,
-  rule: { readonly field: string; readonly code: WardErrorCode; readonly maxBlocks: number },
+  rule: {
+    readonly field: string
+    readonly code: WardErrorCode
+    readonly maxBlocks: number
+    /** Longest text read; {@link maxPemLength} unless given. */
+    readonly maxLength?: number
+  },
 ): Uint8Array[] {
   const invalid = (message: string) =>
     new WardError(rule.code, `${rule.field} ${message}`, { details: { field: rule.field } })
-  if (text.length > maxPemLength) throw invalid(`is longer than ${maxPemLength} characters`)
+  const maxLength = rule.maxLength ?? maxPemLength
+  if (text.length > maxLength) throw invalid(`is longer than ${maxLength} characters`)
   const pattern = /-----BEGIN ([A-Z0-9 ]+)-----([^-]*)-----END ([A-Z0-9 ]+)-----/g
   const blocks: Uint8Array[] = []
   let rest = ''

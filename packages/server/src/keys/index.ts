@@ -1,4 +1,11 @@
 export {
+  AuthenticationKeys,
+  authenticationCode,
+  authenticationCodeMatches,
+  masterKeyNeeded,
+  type AuthenticationKeyPurpose,
+} from './authentication-keys.js'
+export {
   createDataKey,
   destroyDataKey,
   findDataKey,

@@ -3,7 +3,7 @@ import type { Kysely, Migration } from 'kysely'
 import type { Dialect } from '../store/store.js'
 
 /**
- * The keys domain's tables (key-encryption keys and data keys). Names start with 0002 so they
+ * The keys domain's tables (key-encryption keys, data keys, then authentication keys). Names start with 0002 so they
  * run after the foundation; a shipped migration is never edited, a change is a new one.
  */
 export function keysMigrations(dialect: Dialect): Record<string, Migration> {
@@ -59,6 +59,23 @@ export function keysMigrations(dialect: Dialect): Record<string, Migration> {
           .createIndex('data_keys_key_encryption_key')
           .on('data_keys')
           .columns(['organization_id', 'key_encryption_key_version'])
+          .execute()
+      },
+    },
+    // Named to run after every domain's first migrations, and before the identity and devices
+    // migrations that key their rows with these keys.
+    '0009-authentication-keys': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('authentication_keys')
+          .addColumn('organization_id', 'text', (column) =>
+            column.notNull().references('organizations.id'),
+          )
+          .addColumn('purpose', 'text', (column) => column.notNull())
+          .addColumn('provider', 'text', (column) => column.notNull())
+          .addColumn('wrapped_key', bytes, (column) => column.notNull())
+          .addColumn('created_at', 'text', (column) => column.notNull())
+          .addPrimaryKeyConstraint('authentication_keys_pk', ['organization_id', 'purpose'])
           .execute()
       },
     },

@@ -2,6 +2,7 @@
 export interface KeysTables {
   key_encryption_keys: KeyEncryptionKeyTable
   data_keys: DataKeyTable
+  authentication_keys: AuthenticationKeyTable
 }
 
 /** Where a key-encryption key stands in its organization's rotation. */
@@ -42,4 +43,17 @@ export interface DataKeyTable {
   rewrapped_at: string | null
   destroyed_at: string | null
   destruction_reason: string | null
+}
+
+/**
+ * keys: an organization's key for authenticating one kind of row (`purpose`, see
+ * `AuthenticationKeys`), wrapped by the master key under a context naming the purpose and the
+ * organization.
+ */
+export interface AuthenticationKeyTable {
+  organization_id: string
+  purpose: string
+  provider: string
+  wrapped_key: Uint8Array
+  created_at: string
 }

@@ -8,6 +8,7 @@ import { keysMigrations } from '../keys/migrations.js'
 import { recordsMigrations } from '../records/migrations.js'
 import { updatesMigrations } from '../updates/migrations.js'
 import { rolloutMigrations } from '../updates/rollout-migrations.js'
+import type { KeyWrappingProvider } from '../keys/master-key.js'
 import type { Dialect } from './store.js'
 
 /**
@@ -106,12 +107,15 @@ function migrations(dialect: Dialect): Record<string, Migration> {
  * Every domain's migrations, in one ordered record. Names sort in the order they must run;
  * a domain's migration module returns only the migrations it has written.
  */
-function allMigrations(dialect: Dialect): Record<string, Migration> {
+function allMigrations(
+  dialect: Dialect,
+  keys: KeyWrappingProvider | undefined,
+): Record<string, Migration> {
   return {
     ...migrations(dialect),
     ...keysMigrations(dialect),
-    ...identityMigrations(dialect),
-    ...devicesMigrations(dialect),
+    ...identityMigrations(dialect, keys),
+    ...devicesMigrations(dialect, keys),
     ...recordsMigrations(dialect),
     ...updatesMigrations(dialect),
     ...accessMigrations(dialect),
@@ -120,15 +124,21 @@ function allMigrations(dialect: Dialect): Record<string, Migration> {
   }
 }
 
-/** Supplies Ward's migrations to Kysely's migrator. */
+/**
+ * Supplies Ward's migrations to Kysely's migrator. `keys`, the master key, is for the
+ * migrations that authenticate rows already stored; they refuse to run without it on a
+ * database that holds such rows.
+ */
 export class WardMigrations implements MigrationProvider {
   readonly #dialect: Dialect
+  readonly #keys: KeyWrappingProvider | undefined
 
-  constructor(dialect: Dialect) {
+  constructor(dialect: Dialect, keys?: KeyWrappingProvider) {
     this.#dialect = dialect
+    this.#keys = keys
   }
 
   async getMigrations(): Promise<Record<string, Migration>> {
-    return allMigrations(this.#dialect)
+    return allMigrations(this.#dialect, this.#keys)
   }
 }

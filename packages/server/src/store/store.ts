@@ -8,6 +8,7 @@ import pg from 'pg'
 import { WardError } from '@ward/core'
 
 import { redactDatabaseUrl } from '../config/index.js'
+import type { KeyWrappingProvider } from '../keys/master-key.js'
 import { WardMigrations } from './migrations.js'
 import type { Database } from './schema.js'
 
@@ -44,6 +45,12 @@ export interface StoreOptions {
   readonly url: string
   readonly busyTimeoutMs?: number
   readonly poolSize?: number
+  /**
+   * The master key, for migrations that authenticate rows already stored (see
+   * `WardMigrations`). Without it, such a migration refuses to run on a database that holds
+   * rows for it to key; an empty database needs none.
+   */
+  readonly keys?: KeyWrappingProvider
 }
 
 /** Opens the store named by `options.url` and brings its schema up to date. */
@@ -52,7 +59,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     ? openSqlite(options)
     : await openPostgres(options)
   try {
-    await migrateRetryingSchemaChurn(store)
+    await migrateRetryingSchemaChurn(store, options.keys)
   } catch (error) {
     await store.close()
     throw error
@@ -175,15 +182,18 @@ async function openPostgres(options: StoreOptions): Promise<Store> {
  * makes that inspection fail. A stray SQLSTATE 3F000 (another schema dropped meanwhile) is
  * retried for the same reason.
  */
-async function migrateRetryingSchemaChurn(store: Store): Promise<void> {
+async function migrateRetryingSchemaChurn(
+  store: Store,
+  keys: KeyWrappingProvider | undefined,
+): Promise<void> {
   for (let attempt = 1; ; attempt += 1) {
     try {
-      if (store.dialect !== 'postgres') return await migrate(store, store.db)
+      if (store.dialect !== 'postgres') return await migrate(store, store.db, keys)
       return await store.db.connection().execute(async (connection) => {
         const lock = sql`hashtext('ward-migrations')`
         await sql`select pg_advisory_lock(${lock})`.execute(connection)
         try {
-          await migrate(store, connection)
+          await migrate(store, connection, keys)
         } finally {
           await sql`select pg_advisory_unlock(${lock})`.execute(connection)
         }
@@ -195,7 +205,11 @@ async function migrateRetryingSchemaChurn(store: Store): Promise<void> {
   }
 }
 
-async function migrate(store: Store, db: Kysely<Database>): Promise<void> {
+async function migrate(
+  store: Store,
+  db: Kysely<Database>,
+  keys: KeyWrappingProvider | undefined,
+): Promise<void> {
   // On PostgreSQL Kysely must be told the schema its own tables live in, or it may find
   // another schema's migration tables on the search path and believe they are its own.
   const schema =
@@ -205,7 +219,7 @@ async function migrate(store: Store, db: Kysely<Database>): Promise<void> {
       : undefined
   const migrator = new Migrator({
     db,
-    provider: new WardMigrations(store.dialect),
+    provider: new WardMigrations(store.dialect, keys),
     ...(schema === undefined ? {} : { migrationTableSchema: schema }),
   })
   const { error, results } = await migrator.migrateToLatest()

@@ -64,6 +64,10 @@ const TeamPatientParams = Type.Object(
   strict,
 )
 const GrantParams = Type.Object({ organization: Slug, grant: Uuid }, strict)
+const ManufacturerParams = Type.Object(
+  { organization: Slug, manufacturer: Type.String({ minLength: 1, maxLength: 200 }) },
+  strict,
+)
 
 /** Most readings one request returns: one page of the records domain's read. */
 export const maxReadingsPerRequest = maxReadingPage
@@ -98,6 +102,14 @@ const CareTeamDetailOut = Type.Object({
   patients: Type.Array(Type.String()),
 })
 const ChangeOut = Type.Object({ changed: Type.Boolean() })
+const ManufacturerCrlOut = Type.Object({
+  number: Type.String(),
+  thisUpdate: Type.String(),
+  nextUpdate: Type.String(),
+  revokedCertificates: Type.Integer(),
+  stale: Type.Boolean(),
+  manufacturerCas: Type.Array(Type.String()),
+})
 const GrantFields = {
   id: Type.String(),
   user: Type.String(),
@@ -338,6 +350,34 @@ export const apiRoutes: readonly ApiRoute[] = [
     resolve: (ward, params) => deviceIn(ward, params.organization, params.serial),
     handle: async ({ ward, params, context }) =>
       created(await ward.fleet.issueEnrollmentToken(context, params.organization, params.serial)),
+  }),
+  apiRoute({
+    method: 'PUT',
+    url: `${org}/manufacturers/:manufacturer/crl`,
+    action: 'manufacturer-crl.upload',
+    purposeOfUse: 'HSYSADMIN',
+    summary:
+      "Stores the manufacturer's CRL (PEM), signed by its registered CA; factory certificates it lists no longer enroll",
+    tag: 'fleet',
+    params: ManufacturerParams,
+    // The largest CRL Ward takes, as PEM text.
+    body: Type.Object({ crl: Type.String({ minLength: 1, maxLength: 800_000 }) }, strict),
+    response: { 200: ManufacturerCrlOut },
+    resolve: (ward, params) => inOrganization(ward, params.organization),
+    handle: async ({ ward, params, body, context }) => {
+      const upload = await ward.fleet.uploadManufacturerCrl(context, params.organization, {
+        name: params.manufacturer,
+        crl: body.crl,
+      })
+      return ok({
+        number: upload.number,
+        thisUpdate: upload.thisUpdate,
+        nextUpdate: upload.nextUpdate,
+        revokedCertificates: upload.entries,
+        stale: upload.stale,
+        manufacturerCas: upload.authorities.map((authority) => authority.id),
+      })
+    },
   }),
   deviceChange(
     'POST',

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 
 import { WardError, isWardError } from '@ward/core'
 
-import type { Enrollment, EnrollmentProof } from '../../fleet.js'
+import { FactoryRefusal, type Enrollment, type EnrollmentProof } from '../../fleet.js'
 import { findOrganization, slugOfServerName } from '../../tenancy/index.js'
 import type { Ward } from '../../ward.js'
 import { AddressRateLimit } from '../rate-limit.js'
@@ -80,6 +80,8 @@ export function enrollmentRoutes(app: FastifyInstance, ward: Ward): void {
       } catch {
         // Over the limit now: the next attempt from this address is answered 429.
       }
+      // Said only to a caller whose factory signature verified: it holds the factory key.
+      if (error instanceof FactoryRefusal) throw error
       throw new WardError('ERR_ENROLLMENT_REFUSED', 'enrollment refused for this device')
     }
     return reply.status(201).send(enrolled)
