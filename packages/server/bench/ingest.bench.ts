@@ -4,7 +4,8 @@
  * path (handshake trust per organization, device identification, model policy, sealing under
  * the patient's data key, idempotent insert, one audit event per batch) is measured beside a
  * bare route in the same run: the same clients and TLS, a server that parses the batch and
- * inserts the readings as they are, without checks, encryption or audit. Each server runs in a
+ * inserts the readings as they are, without checks, encryption or audit, once into a minimal
+ * table and once into Ward's own observations table and indexes in clear. Each server runs in a
  * process of its own, apart from the load generator, as it would in production.
  *
  * `WARD_BENCH_SECONDS` sets each phase's length (default 20), `WARD_BENCH_BATCH` the readings per
@@ -238,25 +239,31 @@ async function main() {
 
   const caFile = join(directory, 'device-ca.pem')
   writeFileSync(caFile, trust.ca.join('\n'))
-  const bare = await startServer(bareServer, {
-    BARE_DATABASE: join(directory, 'bare.db'),
-    BARE_KEY_FILE: config.http.keyFile,
-    BARE_CERT_FILE: config.http.certFile,
-    BARE_CA_FILE: caFile,
-  })
-  // The same device identities, pointed at the bare route.
-  const bareClients: DeviceClient[] = []
-  for (let i = 0; i < deviceCount; i += 1) {
-    const copy = join(directory, 'bare-devices', serialOf(i))
-    cpSync(join(directory, 'devices', serialOf(i)), copy, { recursive: true })
-    const identityFile = join(copy, 'identity.json')
-    const identity = JSON.parse(readFileSync(identityFile, 'utf8')) as Record<string, unknown>
-    writeFileSync(identityFile, JSON.stringify({ ...identity, url: bare.url }))
-    bareClients.push(await DeviceClient.open(copy))
+  /** The same load, from the same device identities, against a bare route on `schema`. */
+  const bareRoute = async (schema: 'minimal' | 'ward') => {
+    const bare = await startServer(bareServer, {
+      BARE_SCHEMA: schema,
+      BARE_DATABASE: join(directory, `bare-${schema}.db`),
+      BARE_KEY_FILE: config.http.keyFile,
+      BARE_CERT_FILE: config.http.certFile,
+      BARE_CA_FILE: caFile,
+    })
+    const bareClients: DeviceClient[] = []
+    for (let i = 0; i < deviceCount; i += 1) {
+      const copy = join(directory, `bare-${schema}-devices`, serialOf(i))
+      cpSync(join(directory, 'devices', serialOf(i)), copy, { recursive: true })
+      const identityFile = join(copy, 'identity.json')
+      const identity = JSON.parse(readFileSync(identityFile, 'utf8')) as Record<string, unknown>
+      writeFileSync(identityFile, JSON.stringify({ ...identity, url: bare.url }))
+      bareClients.push(await DeviceClient.open(copy))
+    }
+    const measured = await load(bareClients, bare.child)
+    for (const client of bareClients) client.close()
+    await stop(bare.child)
+    return measured
   }
-  const baseline = await load(bareClients, bare.child)
-  for (const client of bareClients) client.close()
-  await stop(bare.child)
+  const baseline = await bareRoute('minimal')
+  const sameSchema = await bareRoute('ward')
 
   console.log(
     `full path: ${format(full.perSecond)} readings/s, p50 ${format(full.p50, 1)} ms, ` +
@@ -269,7 +276,13 @@ async function main() {
       cpuLine(baseline),
   )
   console.log(
-    `full path / bare route: ${format(full.perSecond / baseline.perSecond, 2)} of the bare rate`,
+    `bare route into Ward's observations table, in clear: ${format(sameSchema.perSecond)} readings/s, ` +
+      `p50 ${format(sameSchema.p50, 1)} ms, p99 ${format(sameSchema.p99, 1)} ms per batch; ` +
+      cpuLine(sameSchema),
+  )
+  console.log(
+    `full path / bare route: ${format(full.perSecond / baseline.perSecond, 2)} of the bare rate; ` +
+      `${format(full.perSecond / sameSchema.perSecond, 2)} of the same-table bare rate`,
   )
   console.log(
     `full path paced at ${format(sustainedRate)} readings/s: ${format(sustained.perSecond)} stored/s, ` +
@@ -277,7 +290,8 @@ async function main() {
       cpuLine(sustained),
   )
   console.log(
-    `server CPU per batch, full path / bare route: ${format(full.serverCpuMs / baseline.serverCpuMs, 2)}`,
+    `server CPU per batch, full path / bare route: ${format(full.serverCpuMs / baseline.serverCpuMs, 2)}; ` +
+      `full path / same-table bare route: ${format(full.serverCpuMs / sameSchema.serverCpuMs, 2)}`,
   )
   rmSync(directory, { recursive: true, force: true })
 }
