@@ -160,17 +160,19 @@ test('maps a batch-response to accepted, duplicate and rejected per message id',
 
 test('reports 429 and 503 with the delay Retry-After asks for', async (t) => {
   const pki = await makePki()
+  // The date is made when the request comes, not before the slow set-up (keys, enrollment),
+  // so that the delay it names is a minute from the answer however loaded the machine is.
   const answers = [
-    { kind: 'refuse' as const, status: 429, retryAfter: '7' },
-    {
+    () => ({ kind: 'refuse' as const, status: 429, retryAfter: '7' }),
+    () => ({
       kind: 'refuse' as const,
       status: 503,
       retryAfter: new Date(Date.now() + 60_000).toUTCString(),
-    },
+    }),
   ]
   const endpoint = await TestDeviceEndpoint.start({
     pki,
-    interfere: () => answers.shift() ?? { kind: 'answer' },
+    interfere: () => answers.shift()?.() ?? { kind: 'answer' },
   })
   t.after(() => endpoint.close())
   const client = await enrolledDevice(endpoint, pki, temporaryDirectory(t))

@@ -49,11 +49,15 @@ test('keeps every reading whose enqueue resolved when the process is killed mid-
   const reported = [...first, ...second]
   // What a kill inside write(2) leaves on a disk that tears writes: half a line, no newline.
   // The second kill may itself have landed inside a write and left a partial line; recovery
-  // cuts that off together with the one added here.
-  const last = join(directory, segments(directory).at(-1)!)
+  // cuts that off together with the one added here. It may also have landed just after the
+  // queue started a segment, leaving that one empty or holding only part of its first line, so
+  // the whole line the torn one is cut from is the last one in any segment.
+  const files = segments(directory).map((name) => join(directory, name))
+  const last = files.at(-1)!
   const content = readFileSync(last, 'utf8')
   const leftByKill = Buffer.byteLength(content.slice(content.lastIndexOf('\n') + 1))
-  const torn = content.split('\n').at(-2)!.slice(0, 120)
+  const wholeLines = files.flatMap((file) => readFileSync(file, 'utf8').split('\n').slice(0, -1))
+  const torn = wholeLines.at(-1)!.slice(0, 120)
   appendFileSync(last, torn)
 
   const queue = await DurableQueue.open(directory)

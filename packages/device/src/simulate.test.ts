@@ -41,9 +41,11 @@ test('runs several devices at once, each with its own identity, and delivers eve
   assert.equal(endpoint.stored.size, 90)
   assert.equal(new Set(endpoint.requests.map((request) => request.deviceId)).size, 3)
   assert.ok(lines.length >= 2, 'a progress line a second, and a final one')
+  // The first line comes about a second in; a loaded machine may hold the timer back long
+  // enough for it to round to a later second.
   assert.match(
     lines[0]!,
-    /^1s devices=3 rate=\d+\/s accepted=\d+ duplicate=0 rejected=0 queued=\d+/,
+    /^[1-9]\d*s devices=3 rate=\d+\/s accepted=\d+ duplicate=0 rejected=0 queued=\d+/,
   )
   assert.match(lines.at(-1)!, /^done devices=3 .*accepted=90 .*queued=0/)
 

@@ -26,6 +26,7 @@ import { readObservations } from '../records/index.js'
 import { Ward, initializeWard } from '../ward.js'
 import {
   createTestOrganization,
+  patienceMs,
   registerTestDevice,
   spo2Reading,
   startTestWard,
@@ -177,7 +178,7 @@ for (const { dialect, skip } of dialects) {
           await running.queue.enqueue(glucose()),
           await running.queue.enqueue(glucose()),
         ]
-        await running.agent.drain(AbortSignal.timeout(30_000))
+        await running.agent.drain(AbortSignal.timeout(2 * patienceMs))
 
         const counters = running.agent.counters
         assert.equal(counters.accepted, 300)
@@ -203,7 +204,7 @@ for (const { dialect, skip } of dialects) {
         const renewed = await running.client.renew()
         assert.equal(renewed.deviceId, running.client.identity.deviceId)
         const after = await running.queue.enqueue(reading(99))
-        await running.agent.drain(AbortSignal.timeout(10_000))
+        await running.agent.drain(AbortSignal.timeout(patienceMs))
         assert.equal(running.agent.counters.accepted, 301)
         const again = await readObservations(testWard.ward.store.db, testWard.ward.keyring, {
           organizationId: acme.id,
@@ -235,7 +236,7 @@ for (const { dialect, skip } of dialects) {
           clock: () => now,
         })
         await running.queue.enqueue(reading(97))
-        await running.agent.drain(AbortSignal.timeout(10_000))
+        await running.agent.drain(AbortSignal.timeout(patienceMs))
         const first = running.client.certificateValidity()
 
         // Past two thirds of the first certificate's life: the next batch goes out renewed.
@@ -243,7 +244,7 @@ for (const { dialect, skip } of dialects) {
         now = first.notBefore.getTime() + lifetime * 0.7
         const renewed = new Promise<void>((resolve) => running?.agent.once('renewed', resolve))
         await running.queue.enqueue(reading(98))
-        await running.agent.drain(AbortSignal.timeout(10_000))
+        await running.agent.drain(AbortSignal.timeout(patienceMs))
         await renewed
         assert.notEqual(running.client.certificateValidity(), first)
         assert.equal(running.agent.counters.accepted, 2)
@@ -255,7 +256,7 @@ for (const { dialect, skip } of dialects) {
         let again = false
         running.agent.once('renewed', () => (again = true))
         await running.queue.enqueue(reading(99))
-        await running.agent.drain(AbortSignal.timeout(10_000))
+        await running.agent.drain(AbortSignal.timeout(patienceMs))
         assert.equal(again, false)
         assert.equal(running.agent.counters.accepted, 3)
       } finally {
@@ -304,11 +305,16 @@ for (const { dialect, skip } of dialects) {
           )
         }
 
-        // Each device makes a reading every 10 ms, before, during and after the crash.
+        // Each device makes a reading every 10 ms, before, during and after the crash. Its
+        // last 50 wait for the crash, so that however slowly a loaded machine delivers, the
+        // crash never comes after the devices are done.
         const perDevice = 200
+        let crash!: () => void
+        const crashed = new Promise<void>((resolve) => (crash = resolve))
         let producing = true
         const producers = agents.map(async (running, index) => {
           for (let i = 0; i < perDevice; i++) {
+            if (i === perDevice - 50) await crashed
             running.enqueued.push(await running.queue.enqueue(reading(80 + ((i + index) % 20))))
             await new Promise((resolve) => setTimeout(resolve, 10))
           }
@@ -317,9 +323,10 @@ for (const { dialect, skip } of dialects) {
           producing = false
         })
 
-        await waitUntil(() => total(agents, 'accepted') >= 120, 20_000, 'readings acknowledged')
+        await waitUntil(() => total(agents, 'accepted') >= 120, patienceMs, 'readings acknowledged')
         ward.child.kill('SIGKILL')
         await ward.exited
+        crash()
         const acknowledgedBeforeCrash = total(agents, 'accepted') + total(agents, 'duplicate')
         assert.ok(producing, 'the crash came while the devices were still making readings')
 
@@ -331,7 +338,9 @@ for (const { dialect, skip } of dialects) {
           WARD_DEVICE_PORT: devicePort,
         })
         await Promise.all(producers)
-        await Promise.all(agents.map((running) => running.agent.drain(AbortSignal.timeout(30_000))))
+        await Promise.all(
+          agents.map((running) => running.agent.drain(AbortSignal.timeout(2 * patienceMs))),
+        )
 
         const acknowledged = total(agents, 'accepted') + total(agents, 'duplicate')
         assert.ok(acknowledged > acknowledgedBeforeCrash, 'delivery went on after the restart')

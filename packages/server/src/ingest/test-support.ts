@@ -388,6 +388,14 @@ export function batchOf(readings: readonly unknown[]): Record<string, unknown> {
   }
 }
 
+/**
+ * How long a test waits for something the endpoint does on its own time: a refusal logged,
+ * fresh CRLs in place, a drain finished. On an idle machine that takes milliseconds to a couple
+ * of seconds; a shared, loaded machine can stretch it many times over, and waiting longer
+ * costs only a failing test its time, so the limit proves nothing and is generous.
+ */
+export const patienceMs = 30_000
+
 /** Resolves once `check` holds, trying every 20 ms; rejects after `timeoutMs`. */
 export async function eventually(
   check: () => boolean | Promise<boolean>,
@@ -403,8 +411,8 @@ export async function eventually(
 
 /** One kept-alive mutual-TLS connection to the device endpoint, speaking HTTP/1.1 by hand. */
 export interface DeviceConnection {
-  /** Posts `body` on this connection and resolves with the answer. */
-  send(body: unknown, path?: string): Promise<{ status: number; body: string }>
+  /** Posts `body` on this connection and resolves with the answer; `head` is its header block. */
+  send(body: unknown, path?: string): Promise<{ status: number; head: string; body: string }>
   /** Resolves with the time (`Date.now()`) the connection closed. */
   readonly closed: Promise<number>
   destroy(): void
@@ -440,7 +448,7 @@ export async function openDeviceConnection(
   })
   socket.once('close', () => failWaiting?.())
   const answer = () =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
+    new Promise<{ status: number; head: string; body: string }>((resolve, reject) => {
       failWaiting = () => reject(new Error('the connection closed before an answer'))
       const check = () => {
         const end = received.indexOf('\r\n\r\n')
@@ -451,7 +459,7 @@ export async function openDeviceConnection(
         const body = received.subarray(end + 4, end + 4 + length).toString('utf8')
         received = received.subarray(end + 4 + length)
         waiting = undefined
-        resolve({ status: Number(head.split(' ')[1]), body })
+        resolve({ status: Number(head.split(' ')[1]), head, body })
       }
       waiting = check
       if (socket.destroyed) failWaiting()
