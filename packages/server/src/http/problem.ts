@@ -1,6 +1,10 @@
 import type { Duplex } from 'node:stream'
 
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
 import { WardError, isWardError, type WardErrorCode } from '@ward/core'
+
+import type { AddressRateLimit } from './rate-limit.js'
 
 /** HTTP status for every error code: decided here and nowhere else. */
 const statusOf: Record<WardErrorCode, number> = {
@@ -193,5 +197,43 @@ export function answerClientError(error: Error, socket: Duplex): void {
       `HTTP/1.1 ${status} ${title}\r\ncontent-type: application/problem+json\r\n` +
         `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     )
+  }
+}
+
+/**
+ * Answers what the router refuses before any hook runs — a URL that does not decode, a path
+ * segment longer than any id Ward issues — as problem details with the headers every answer
+ * carries, after the per-address rate limit, and logs one line for it by route, never by URL
+ * (a path may hold a pseudonym). A segment too long to be an id names nothing: 404, as any
+ * unknown resource.
+ */
+export function frameworkErrorHandler(
+  rateLimit: AddressRateLimit,
+): (error: Error, request: FastifyRequest, reply: FastifyReply) => void {
+  return (error, request, reply) => {
+    let answer: WardError
+    try {
+      rateLimit.take(request.ip)
+      answer =
+        (error as { code?: string }).code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? new WardError('ERR_NOT_FOUND', 'no such resource')
+          : new WardError('ERR_INPUT_INVALID', 'the URL is malformed')
+    } catch (limited) {
+      answer = limited as WardError
+      reply.header('retry-after', String(answer.details['retryAfterSeconds']))
+    }
+    const problem = toProblem(answer, request.id)
+    request.log.info(
+      { method: request.method, route: '(unmatched)', status: problem.status },
+      'request',
+    )
+    void reply
+      .code(problem.status)
+      .header('x-request-id', request.id)
+      .header('strict-transport-security', 'max-age=63072000')
+      .header('x-content-type-options', 'nosniff')
+      .header('cache-control', 'no-store')
+      .type('application/problem+json')
+      .send(problem)
   }
 }

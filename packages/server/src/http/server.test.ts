@@ -244,6 +244,35 @@ for (const { dialect, skip } of dialects) {
       assert.equal(JSON.parse(response.body.toString()).code, 'ERR_INPUT_INVALID')
     })
 
+    test('answers a path segment too long to be an id, and a URL that does not decode, as problem details', async () => {
+      const marker = 'pt-toolongsegmentmarker'
+      const long = await get(
+        `/v1/organizations/acme/patients/${marker}${'a'.repeat(200)}/observations`,
+      )
+      assert.equal(long.status, 404)
+      assert.equal(long.headers['content-type'], 'application/problem+json; charset=utf-8')
+      assert.match(String(long.headers['x-request-id']), /^[0-9a-f-]{36}$/)
+      assert.equal(long.headers['x-content-type-options'], 'nosniff')
+      const problem = JSON.parse(long.body.toString()) as { code: string; detail: string }
+      assert.equal(problem.code, 'ERR_NOT_FOUND')
+      assert.ok(!long.body.toString().includes(marker), 'the answer repeats no part of the path')
+
+      const malformed = await get('/v1/organizations/%E0%A4%A')
+      assert.equal(malformed.status, 400)
+      assert.equal(
+        (JSON.parse(malformed.body.toString()) as { code: string }).code,
+        'ERR_INPUT_INVALID',
+      )
+      assert.ok(
+        logLines.every((line) => !line.includes(marker)),
+        'the log holds no part of the path',
+      )
+      assert.ok(
+        logLines.some((line) => line.includes('(unmatched)')),
+        'they are logged',
+      )
+    })
+
     test('never writes the token or the authorization header into the service log', () => {
       assert.ok(logLines.length > 5)
       for (const line of logLines) {

@@ -10,7 +10,13 @@ import { Access, OperatorToken, authenticateRequest } from '../access/index.js'
 import type { Logger } from '../logging/index.js'
 import { homePaths, type Ward } from '../ward.js'
 import { registerApiRoutes, type Authenticate } from './api-route.js'
-import { answerClientError, errorSummary, toProblem, translateFrameworkError } from './problem.js'
+import {
+  answerClientError,
+  errorSummary,
+  frameworkErrorHandler,
+  toProblem,
+  translateFrameworkError,
+} from './problem.js'
 import { AddressRateLimit } from './rate-limit.js'
 import { requestIdOf } from './request-id.js'
 import { apiRoutes } from './routes/api.js'
@@ -48,6 +54,7 @@ export async function buildServer(ward: Ward, logger: Logger, options: ServerOpt
     )
   }
 
+  const rateLimit = new AddressRateLimit(http.rateLimitPerMinute)
   const app = Fastify({
     https: {
       key: readFileSync(http.keyFile),
@@ -72,6 +79,7 @@ export async function buildServer(ward: Ward, logger: Logger, options: ServerOpt
     // Requests Node refuses before Fastify sees them (headers too large, malformed) still get
     // problem details.
     clientErrorHandler: answerClientError,
+    frameworkErrors: frameworkErrorHandler(rateLimit),
     // A body field the schema does not allow is an error, not something silently dropped.
     ajv: { customOptions: { removeAdditional: false } },
   })
@@ -83,7 +91,6 @@ export async function buildServer(ward: Ward, logger: Logger, options: ServerOpt
     app.getDefaultJsonParser('error', 'error'),
   )
 
-  const rateLimit = new AddressRateLimit(http.rateLimitPerMinute)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
     try {

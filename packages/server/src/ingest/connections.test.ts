@@ -21,8 +21,8 @@ import {
   type TestWard,
 } from './test-support.js'
 
-// How long a test waits for a connection the endpoint should cut. The endpoint keeps an idle
-// connection for Fastify's 72-second keep-alive timeout, so a close well within that is not the
+// How long a test waits for a connection the endpoint should cut. The endpoint keeps a silent
+// connection for its idle timeout, 30 seconds by default, so a close well within that is not the
 // connection idling out; the endpoint takes tens of milliseconds on an idle machine (a second
 // when it learns of the change by polling), and the margin is for a loaded one. That the
 // endpoint cut it is checked on its own, by its log or the answer it gave.
@@ -172,6 +172,23 @@ for (const { dialect, skip } of dialects) {
   })
 }
 
+/** How long after `since` the connection closed; rejects when it is still open after `limitMs`. */
+async function closesWithin(
+  connection: DeviceConnection,
+  since: number,
+  limitMs: number,
+): Promise<number> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still open after ${limitMs} ms`)), limitMs)
+  })
+  try {
+    return (await Promise.race([connection.closed, late])) - since
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 describe('device endpoint idle connections', () => {
   let testWard: TestWard
   let acme: TestOrganization
@@ -199,5 +216,21 @@ describe('device endpoint idle connections', () => {
     const opened = Date.now()
     const elapsed = await closesWithin(connection, opened, 10_000)
     assert.ok(elapsed >= 900, `closed after ${elapsed} ms`)
+  })
+
+  test('a device connection silent between requests, or within one, is closed after the idle timeout', async () => {
+    const device = await enrollTestDevice(testWard, acme)
+    const served = await openDeviceConnection(testWard, acme, device)
+    assert.equal((await served.send(spo2Reading(randomUUID()))).status, 200)
+    const answered = Date.now()
+    assert.ok((await closesWithin(served, answered, 10_000)) >= 900)
+
+    const halfSent = await openDeviceConnection(testWard, acme, device)
+    halfSent.write(
+      `POST /v1/observations HTTP/1.1\r\nhost: ${acme.serverName}\r\n` +
+        'content-type: application/fhir+json\r\ncontent-length: 100\r\n\r\n{',
+    )
+    const started = Date.now()
+    assert.ok((await closesWithin(halfSent, started, 10_000)) >= 900)
   })
 })

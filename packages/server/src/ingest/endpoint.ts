@@ -11,6 +11,7 @@ import { findDevice, findDeviceModel } from '../devices/index.js'
 import {
   answerClientError,
   errorSummary,
+  frameworkErrorHandler,
   toProblem,
   translateFrameworkError,
 } from '../http/problem.js'
@@ -216,15 +217,17 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
     requestTimeout: 60_000,
     return503OnClosing: true,
     clientErrorHandler: answerClientError,
+    frameworkErrors: frameworkErrorHandler(addressLimit),
+    // Silence on a connection — after its handshake, between requests, in the middle of one —
+    // closes it after the idle timeout; the handshake itself has the same limit above.
+    connectionTimeout: settings.idleTimeoutSeconds * 1000,
+    keepAliveTimeout: settings.idleTimeoutSeconds * 1000,
   })
 
   // Connections are admitted as soon as the handshake ends, so that one is known as its
   // device's (and can be cut with it) before it sends anything.
   app.server.on('secureConnection', (socket: TLSSocket) => {
     const address = socket.remoteAddress
-    // A connection silent after its handshake is closed; its first request disarms this, and
-    // Node's keep-alive timeout governs it between requests from then on.
-    socket.setTimeout(settings.idleTimeoutSeconds * 1000, () => socket.destroy())
     admitConnection(socket).catch((error: unknown) => {
       socket.destroy()
       logger.info(
@@ -259,7 +262,6 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
   )
 
   app.addHook('onRequest', async (request, reply) => {
-    request.raw.socket.setTimeout(0)
     reply.header('x-request-id', request.id)
     reply.header('x-content-type-options', 'nosniff')
     reply.header('cache-control', 'no-store')

@@ -413,6 +413,8 @@ export async function eventually(
 export interface DeviceConnection {
   /** Posts `body` on this connection and resolves with the answer; `head` is its header block. */
   send(body: unknown, path?: string): Promise<{ status: number; head: string; body: string }>
+  /** Writes `bytes` as they are, to send a request in pieces or not at all. */
+  write(bytes: string): void
   /** Resolves with the time (`Date.now()`) the connection closed. */
   readonly closed: Promise<number>
   destroy(): void
@@ -475,6 +477,9 @@ export async function openDeviceConnection(
       )
       socket.write(payload)
       return answer()
+    },
+    write: (bytes) => {
+      socket.write(bytes)
     },
     closed,
     destroy: () => socket.destroy(),
