@@ -302,7 +302,8 @@ export function registerApiRoutes(
               type: 'user',
               id: principal.userId,
               ...(decision.role === undefined ? {} : { role: decision.role }),
-              address: request.ip,
+              // A patient's address identifies them; the workforce's is kept for accountability.
+              ...(decision.role === 'patient' ? {} : { address: request.ip }),
             },
             requestId: request.id,
             purposeOfUse,

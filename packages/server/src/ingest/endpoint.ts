@@ -308,7 +308,7 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
     const readings = readingsOf(request.body, settings.maxBatchReadings)
     budget.take(device.deviceId, readings.length, device.maxReadingsPerMinute)
     const context: OperationContext = {
-      actor: { type: 'device', id: device.deviceId, address: request.ip },
+      actor: { type: 'device', id: device.deviceId },
       organizationId: device.organizationId,
       purposeOfUse: 'TREAT',
       policyRule: 'device-own-patient',
@@ -327,7 +327,7 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
     const device = admittedDevice(admitted, request)
     const csr = csrOf(request.body)
     const context: OperationContext = {
-      actor: { type: 'device', id: device.deviceId, address: request.ip },
+      actor: { type: 'device', id: device.deviceId },
       organizationId: device.organizationId,
       purposeOfUse: 'HSYSADMIN',
       policyRule: 'device-own-identity',

@@ -304,13 +304,18 @@ for (const { dialect, skip } of dialects) {
       const events = await readingEvents()
       assert.equal(events.length, eventsBefore + 1)
       const event = events.at(-1) as {
-        agent: { type: string; who: string }[]
+        agent: { type: string; who: string; network?: unknown }[]
         purposeOfUse: string[]
         policy: { rule: string }
         entity: { patient: string; detail: Record<string, number> }[]
       }
       assert.equal(event.agent[0]?.type, 'device')
       assert.equal(event.agent[0]?.who, device.deviceId)
+      assert.equal(
+        event.agent[0]?.network,
+        undefined,
+        "a device's address would locate its patient",
+      )
       assert.deepEqual(event.purposeOfUse, ['TREAT'])
       assert.equal(event.policy.rule, 'device-own-patient')
       assert.equal(event.entity[0]?.patient, patient.pseudonym)

@@ -30,7 +30,7 @@ export function registerLifecycleRoutes(
   const contextOf = (request: FastifyRequest, policyRule: string): OperationContext => {
     const device = deviceOf(request)
     return {
-      actor: { type: 'device', id: device.deviceId, address: request.ip },
+      actor: { type: 'device', id: device.deviceId },
       organizationId: device.organizationId,
       purposeOfUse: 'HSYSADMIN',
       policyRule,

@@ -127,7 +127,8 @@ const ReviewItemOut = Type.Object({ ...GrantFields, reason: Nullable(Type.String
 const ObservationBundle = Type.Object({
   resourceType: Type.Literal('Bundle'),
   type: Type.Literal('searchset'),
-  total: Type.Integer(),
+  /** Every reading that matches; given only on the last page, where it is known. */
+  total: Type.Optional(Type.Integer()),
   link: Type.Optional(
     Type.Array(Type.Object({ relation: Type.String(), url: Type.String() }, strict)),
   ),
@@ -811,8 +812,10 @@ function observationBundle(
   return {
     resourceType: 'Bundle' as const,
     type: 'searchset' as const,
-    total: page.readings.length,
-    ...(next === undefined ? {} : { link: [{ relation: 'next', url: next }] }),
+    // FHIR's total counts every match, not the page: only a last page knows it without a count.
+    ...(next === undefined
+      ? { total: page.readings.length }
+      : { link: [{ relation: 'next', url: next }] }),
     entry: page.readings.map((observation: Observation) => ({
       fullUrl: `urn:uuid:${observation.id}`,
       resource: { ...(observation.resource as object), id: observation.id },

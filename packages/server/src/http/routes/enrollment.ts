@@ -64,7 +64,7 @@ export function enrollmentRoutes(app: FastifyInstance, ward: Ward): void {
       if (slug === undefined) throw new WardError('ERR_ORGANIZATION_NOT_FOUND', 'no organization')
       enrolled = await ward.fleet.enroll(
         {
-          actor: { type: 'device', id: 'enrolling-device', address: request.ip },
+          actor: { type: 'device', id: 'enrolling-device' },
           purposeOfUse: 'HSYSADMIN',
           policyRule: 'device-enrollment-proof',
           requestId: request.id,
