@@ -157,6 +157,15 @@ for (const { dialect, skip } of dialects) {
           "crl number 4 is lower than the stored CRL's number 5: refusing a rollback to an older CRL",
       })
       assert.equal((await listed(name))[0]?.crl?.number, '5')
+
+      // The same CRL again is fine; another one under the same number is not newer.
+      const six = await testManufacturerCrl(ca, { number: 6, revoked: ['01'] })
+      await upload(name, six)
+      await upload(name, six)
+      await assert.rejects(upload(name, await testManufacturerCrl(ca, { number: 6 })), {
+        code: 'ERR_CRL_ROLLBACK',
+        message: /is the stored CRL's number, but the CRL differs/,
+      })
     })
 
     test('refuses a CRL whose thisUpdate is in the future', async () => {

@@ -199,8 +199,8 @@ export interface ManufacturerCrlUpload {
  * that is not well formed (see `parseManufacturerCrl`: `ERR_CRL_INVALID`, or
  * `ERR_PAYLOAD_TOO_LARGE`); no authentic CA of that name (`ERR_AUTHORITY_NOT_FOUND`); a CRL
  * none of them signed (`ERR_SIGNATURE_INVALID`); a thisUpdate in the future (`ERR_CRL_INVALID`);
- * and a CRL number lower than the one stored, a rollback (`ERR_CRL_ROLLBACK`, naming both). The
- * same CRL again is accepted. Each row is stored with a fresh authentication code under `key`.
+ * and a CRL number lower than the one stored, a rollback (`ERR_CRL_ROLLBACK`, naming both), or
+ * equal to it on a different CRL (`ERR_CRL_ROLLBACK` too). The same CRL again is accepted. Each row is stored with a fresh authentication code under `key`.
  */
 export async function uploadManufacturerCrl(
   tx: Transaction,
@@ -251,6 +251,28 @@ export async function uploadManufacturerCrl(
         'ERR_CRL_ROLLBACK',
         `crl number ${crl.number} is lower than the stored CRL's number ${row.crl_number}: ` +
           'refusing a rollback to an older CRL',
+        {
+          details: {
+            field: 'crl',
+            crlNumber: crl.number.toString(),
+            storedCrlNumber: row.crl_number,
+          },
+        },
+      )
+    }
+    // RFC 5280 numbers each CRL an issuer signs anew: another CRL under the stored number is
+    // not a newer one, whatever it lists.
+    const stored = row.crl_der === null ? undefined : Buffer.from(row.crl_der)
+    if (
+      row.crl_number !== null &&
+      crl.number === BigInt(row.crl_number) &&
+      stored !== undefined &&
+      !stored.equals(Buffer.from(crl.der))
+    ) {
+      throw new WardError(
+        'ERR_CRL_ROLLBACK',
+        `crl number ${crl.number} is the stored CRL's number, but the CRL differs: ` +
+          'a newer CRL carries a higher number',
         {
           details: {
             field: 'crl',
