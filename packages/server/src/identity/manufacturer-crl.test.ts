@@ -47,9 +47,11 @@ for (const { dialect, skip } of dialects) {
       fixture.store.transaction((tx) => keys.key(tx, organization.id, 'manufacturer-authority'))
 
     /** A fresh manufacturer, registered under a name of its own. */
-    async function manufacturer(): Promise<{ name: string; ca: TestManufacturerCa }> {
+    async function manufacturer(
+      options: { crlSign?: boolean } = {},
+    ): Promise<{ name: string; ca: TestManufacturerCa }> {
       const name = `Maker ${randomUUID().slice(0, 8)}`
-      const ca = await testManufacturerCa(`CN=${name} Factory CA`)
+      const ca = await testManufacturerCa(`CN=${name} Factory CA`, options)
       await fixture.store.transaction(async (tx) =>
         registerManufacturerAuthority(
           tx,
@@ -165,6 +167,14 @@ for (const { dialect, skip } of dialects) {
       await assert.rejects(upload(name, await testManufacturerCrl(ca, { number: 6 })), {
         code: 'ERR_CRL_ROLLBACK',
         message: /is the stored CRL's number, but the CRL differs/,
+      })
+    })
+
+    test('refuses a CRL of a CA whose key usage does not allow signing CRLs, saying so', async () => {
+      const { name, ca } = await manufacturer({ crlSign: false })
+      await assert.rejects(upload(name, await testManufacturerCrl(ca)), {
+        code: 'ERR_SIGNATURE_INVALID',
+        message: /may not sign CRLs: its key usage lacks cRLSign/,
       })
     })
 

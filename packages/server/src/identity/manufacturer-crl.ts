@@ -131,6 +131,16 @@ export async function signedBy(
   }
 }
 
+/** Whether `certificate` names the CRL's issuer but its key usage does not allow signing CRLs. */
+export function mayNotSignCrl(crl: ManufacturerCrl, certificate: x509.X509Certificate): boolean {
+  const keyUsage = certificate.getExtension(x509.KeyUsagesExtension)
+  return (
+    crl.crl.issuer === certificate.subject &&
+    keyUsage !== null &&
+    (keyUsage.usages & x509.KeyUsageFlags.cRLSign) === 0
+  )
+}
+
 /** The CRL stored with a manufacturer CA, as it was checked when uploaded. */
 export function storedManufacturerCrl(der: Uint8Array): x509.X509Crl {
   return new x509.X509Crl(der, crlParseOptions)

@@ -8,6 +8,7 @@ import { checkId } from './device-uri.js'
 import {
   checkThisUpdate,
   parseManufacturerCrl,
+  mayNotSignCrl,
   signedBy,
   storedManufacturerCrl,
 } from './manufacturer-crl.js'
@@ -237,6 +238,17 @@ export async function uploadManufacturerCrl(
     if (await signedBy(crl, new x509.X509Certificate(row.certificate_pem))) signers.push(row)
   }
   if (signers.length === 0) {
+    const named = candidates.find((row) =>
+      mayNotSignCrl(crl, new x509.X509Certificate(row.certificate_pem)),
+    )
+    if (named !== undefined) {
+      throw new WardError(
+        'ERR_SIGNATURE_INVALID',
+        `the manufacturer CA ${crl.crl.issuer} may not sign CRLs: its key usage lacks cRLSign, ` +
+          'so Ward takes no CRL of it; register a CA certificate whose key usage allows it',
+        { details: { field: 'crl' } },
+      )
+    }
     throw new WardError(
       'ERR_SIGNATURE_INVALID',
       `crl is not signed by a registered CA of manufacturer ${input.name.trim()} ` +

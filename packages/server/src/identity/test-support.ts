@@ -175,7 +175,10 @@ export interface TestFactoryIdentity {
  * A self-signed ECDSA P-256 manufacturer CA named `subject` (`CN=…`), allowed to sign
  * certificates and CRLs, valid from a day ago for ten years.
  */
-export async function testManufacturerCa(subject: string): Promise<TestManufacturerCa> {
+export async function testManufacturerCa(
+  subject: string,
+  options: { readonly crlSign?: boolean } = {},
+): Promise<TestManufacturerCa> {
   const keys = (await x509Crypto.subtle.generateKey(p256KeyAlgorithm, true, [
     'sign',
     'verify',
@@ -191,7 +194,8 @@ export async function testManufacturerCa(subject: string): Promise<TestManufactu
       extensions: [
         new x509.BasicConstraintsExtension(true, undefined, true),
         new x509.KeyUsagesExtension(
-          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+          x509.KeyUsageFlags.keyCertSign |
+            (options.crlSign === false ? 0 : x509.KeyUsageFlags.cRLSign),
           true,
         ),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, x509Crypto),
