@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { crc32 } from 'node:zlib'
 
 import { WardError } from '@ward/core'
@@ -565,21 +565,9 @@ export class DurableQueue {
     if (stale === 0 || (!force && stale < this.limits.compactAfter)) return
 
     const path = join(this.directory, ACKNOWLEDGED_FILE)
-    const temporary = `${path}.tmp`
-    const replacement = await open(temporary, 'w', 0o600)
-    try {
-      if (this.acknowledged.size > 0) {
-        await replacement.write(frame({ acknowledged: [...this.acknowledged] }))
-      }
-      await replacement.sync()
-    } finally {
-      await replacement.close()
-    }
-    await rename(temporary, path)
-    await syncDirectory(this.directory)
-
-    await this.acknowledgementLog.close()
-    this.acknowledgementLog = await open(path, 'a+', 0o600)
+    const bytes =
+      this.acknowledged.size > 0 ? frame({ acknowledged: [...this.acknowledged] }) : Buffer.alloc(0)
+    this.acknowledgementLog = await replaceLog(this.acknowledgementLog, path, bytes)
     this.acknowledgementLogEntries = this.acknowledged.size
   }
 
@@ -600,21 +588,10 @@ export class DurableQueue {
       return index >= newest || (typeof messageId === 'string' && live.has(messageId))
     })
 
-    const temporary = `${path}.tmp`
-    const replacement = await open(temporary, 'w', 0o600)
-    try {
-      await replacement.write(
-        Buffer.concat(kept.map((line) => bytes.subarray(line.offset, line.offset + line.length))),
-      )
-      await replacement.sync()
-    } finally {
-      await replacement.close()
-    }
-    await rename(temporary, path)
-    await syncDirectory(this.directory)
-
-    await this.rejectedLog.close()
-    this.rejectedLog = await open(path, 'a+', 0o600)
+    const rewritten = Buffer.concat(
+      kept.map((line) => bytes.subarray(line.offset, line.offset + line.length)),
+    )
+    this.rejectedLog = await replaceLog(this.rejectedLog, path, rewritten)
     this.rejectedCount = kept.length
   }
 }
@@ -720,6 +697,24 @@ async function openLog(
     await handle.close()
     throw error
   }
+}
+
+// Replaces the log at `path`, open as `handle`, with `bytes`: written beside it and flushed,
+// renamed over it and the directory flushed, so a crash leaves the old log or the new one
+// whole. Resolves with the new log open for appending.
+async function replaceLog(handle: FileHandle, path: string, bytes: Buffer): Promise<FileHandle> {
+  const temporary = `${path}.tmp`
+  const replacement = await open(temporary, 'w', 0o600)
+  try {
+    if (bytes.length > 0) await replacement.write(bytes)
+    await replacement.sync()
+  } finally {
+    await replacement.close()
+  }
+  await rename(temporary, path)
+  await syncDirectory(dirname(path))
+  await handle.close()
+  return open(path, 'a+', 0o600)
 }
 
 async function appendSynced(handle: FileHandle, bytes: Buffer): Promise<void> {
