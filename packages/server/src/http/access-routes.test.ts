@@ -510,6 +510,15 @@ for (const { dialect, skip } of dialects) {
       )
       assert.equal(consistency.status, 200)
 
+      // Proofs reach as far as the signed checkpoint, as tiles do.
+      const unsigned = await fixture.call(
+        'GET',
+        `${prefix}/proof/inclusion?index=0&size=${size + 1}`,
+        'auditor',
+      )
+      assert.equal(unsigned.status, 400)
+      assert.match(unsigned.text, /newest signed checkpoint/)
+
       // A path that is not a tile's one spelling is not there; a bad number is named.
       assert.equal((await fixture.call('GET', `${prefix}/tile/0/0`, 'auditor')).status, 404)
       const bad = await fixture.call('GET', `${prefix}/proof/inclusion?index=-1&size=1`, 'auditor')

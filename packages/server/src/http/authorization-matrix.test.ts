@@ -488,15 +488,23 @@ for (const { dialect, skip } of dialects) {
         case 'GET /v1/platform/audit/tile/*':
           return { params: { '*': await firstTile(platformLogName) } }
         case 'GET /v1/organizations/:organization/audit/proof/inclusion':
-        case 'GET /v1/platform/audit/proof/inclusion':
-          return { params: base, query: { index: '0', size: '2' } }
+        case 'GET /v1/platform/audit/proof/inclusion': {
+          const size = await signedSize(key.includes('platform') ? platformLogName : slug)
+          return { params: base, query: { index: '0', size: String(size) } }
+        }
         case 'GET /v1/organizations/:organization/audit/proof/consistency':
-        case 'GET /v1/platform/audit/proof/consistency':
-          return { params: base, query: { from: '1', to: '2' } }
+        case 'GET /v1/platform/audit/proof/consistency': {
+          const size = await signedSize(key.includes('platform') ? platformLogName : slug)
+          return { params: base, query: { from: '1', to: String(size) } }
+        }
         default:
           return { params: base }
       }
     }
+
+    /** The size of the log's newest signed checkpoint, which proofs reach up to. */
+    const signedSize = async (log: string): Promise<number> =>
+      (await fixture.running.ward.currentCheckpoint(log)).size
 
     /** The path after `tile/` of the first level-0 tile of the log's newest checkpoint. */
     const firstTile = async (log: string): Promise<string> => {

@@ -68,7 +68,11 @@ export function sendTile(reply: FastifyReply, bytes: Uint8Array): FastifyReply {
     .send(Buffer.from(bytes))
 }
 
-/** The inclusion proof of entry `index` in the tree of `size` entries, hashes in hex. */
+/**
+ * The inclusion proof of entry `index` in the tree of `size` entries, hashes in hex. Like the
+ * tiles, proofs reach only as far as the newest signed checkpoint: a tree Ward has not signed
+ * proves nothing to its reader, and its size is not told.
+ */
 export async function auditInclusionProof(
   ward: Ward,
   name: string,
@@ -76,6 +80,7 @@ export async function auditInclusionProof(
 ): Promise<InclusionProofAnswer> {
   const index = integerParameter(query, 'index')
   const size = integerParameter(query, 'size')
+  await withinCheckpoint(ward, name, 'size', size)
   const head = await ward.findAuditLog(name)
   const proof = await proveInclusion(ward.store.db, head, index, size)
   return {
@@ -94,9 +99,21 @@ export async function auditConsistencyProof(
 ): Promise<ConsistencyProofAnswer> {
   const from = integerParameter(query, 'from')
   const to = integerParameter(query, 'to')
+  await withinCheckpoint(ward, name, 'to', to)
   const head = await ward.findAuditLog(name)
   const proof = await proveConsistency(ward.store.db, head, from, to)
   return { from: proof.from, to: proof.to, proof: proof.proof.map(toHex) }
+}
+
+async function withinCheckpoint(ward: Ward, name: string, parameter: string, size: number) {
+  const checkpoint = await ward.currentCheckpoint(name)
+  if (size > checkpoint.size) {
+    throw new WardError(
+      'ERR_PROOF_RANGE',
+      `query parameter ${parameter} is larger than the newest signed checkpoint (${checkpoint.size})`,
+      { details: { parameter, checkpointSize: checkpoint.size } },
+    )
+  }
 }
 
 export interface InclusionProofAnswer {
