@@ -675,17 +675,15 @@ export const apiRoutes: readonly ApiRoute[] = [
     purposeOfUse: 'HOPERAT',
     whose: "the organization's audit log",
     params: OrganizationParams,
-    log: async (ward, params) => {
+    resolve: async (ward, params) => {
       const organization = await organizationOf(
         ward,
         (params as { organization: string }).organization,
       )
       return {
-        name: organization.slug,
-        resolved: {
-          organization,
-          resource: { type: 'audit-log', organizationId: organization.id },
-        },
+        organization,
+        resource: { type: 'audit-log', organizationId: organization.id },
+        auditLog: organization.slug,
       }
     },
   }),
@@ -694,9 +692,9 @@ export const apiRoutes: readonly ApiRoute[] = [
     purposeOfUse: 'HSYSADMIN',
     whose: "the platform's audit log",
     params: Type.Object({}, strict),
-    log: async () => ({
-      name: platformLogName,
-      resolved: { resource: { type: 'audit-log', organizationId: null } },
+    resolve: async () => ({
+      resource: { type: 'audit-log', organizationId: null },
+      auditLog: platformLogName,
     }),
   }),
 
@@ -835,13 +833,10 @@ function auditLogRoutes(spec: {
   purposeOfUse: 'HOPERAT' | 'HSYSADMIN'
   whose: string
   params: TObject
-  log: (ward: Ward, params: unknown) => Promise<{ name: string; resolved: Resolved }>
+  /** Finds the log's resource for the policy, with `auditLog` naming the log. */
+  resolve: (ward: Ward, params: unknown) => Promise<Resolved>
 }): ApiRoute[] {
-  const { prefix, purposeOfUse, whose, log } = spec
-  const resolve = async (ward: Ward, params: unknown): Promise<Resolved> => {
-    const { name, resolved } = await log(ward, params)
-    return { ...resolved, auditLog: name }
-  }
+  const { prefix, purposeOfUse, whose, resolve } = spec
   const nameOf = (resolved: Resolved) => resolved.auditLog as string
   return [
     apiRoute({
@@ -856,7 +851,7 @@ function auditLogRoutes(spec: {
         strict,
       ),
       response: { 200: Type.Unsafe<Uint8Array>({ type: 'string', format: 'binary' }) },
-      resolve: (ward, params) => resolve(ward, params),
+      resolve,
       handle: async ({ ward, resolved, params }) => ({
         status: 200,
         contentType: 'application/octet-stream',
@@ -880,7 +875,7 @@ function auditLogRoutes(spec: {
           proof: Type.Array(Type.String()),
         }),
       },
-      resolve: (ward, params) => resolve(ward, params),
+      resolve,
       handle: async ({ ward, resolved, query }) =>
         ok(await auditInclusionProof(ward, nameOf(resolved), query)),
     }),
@@ -900,7 +895,7 @@ function auditLogRoutes(spec: {
           proof: Type.Array(Type.String()),
         }),
       },
-      resolve: (ward, params) => resolve(ward, params),
+      resolve,
       handle: async ({ ward, resolved, query }) =>
         ok(await auditConsistencyProof(ward, nameOf(resolved), query)),
     }),
