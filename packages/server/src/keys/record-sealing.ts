@@ -3,7 +3,7 @@ import { hkdfSync } from 'node:crypto'
 import { WardError } from '@ward/core'
 
 import type { Transaction } from '../store/index.js'
-import { associatedData, openBytes, sealBytes } from './aead.js'
+import { associatedData, openBytes, sealBytes, transientAssociatedData } from './aead.js'
 import type { Keyring } from './keyring.js'
 
 /** What a data key protects: for now, one patient's identity and readings. */
@@ -150,7 +150,7 @@ export class DataKey {
     ]
     // One field more, itself a JSON list, so that no two lists of columns read alike.
     if (place.clearColumns !== undefined) fields.push(JSON.stringify(place.clearColumns))
-    return associatedData(fields)
+    return transientAssociatedData(fields)
   }
 }
 

@@ -153,10 +153,17 @@ export async function insertObservations(
     const parameters: unknown[] = []
     for (const value of chunk)
       for (const column of observationColumns) parameters.push(value[column])
-    const inserted = await tx.executeQuery<{ id: string }>(
+    const inserted = await tx.executeQuery(
       CompiledQuery.raw(insertStatement(dialect, chunk.length), parameters),
     )
-    for (const row of inserted.rows) created.add(row.id)
+    // Usually every row is new. Only when some message was stored before are the new ones
+    // looked up, by the ids just made, which no earlier row can hold.
+    if (Number(inserted.numAffectedRows) === chunk.length) {
+      for (const value of chunk) created.add(value.id)
+    } else {
+      const ids = chunk.map((value) => value.id)
+      for (const id of await insertedIds(tx, ids)) created.add(id)
+    }
   }
   const storedBefore = await storedRows(
     tx,
@@ -345,8 +352,8 @@ function checkObservation(row: ObservationInput, index: number): CheckedObservat
 }
 
 /**
- * The text of an insert of `count` observations that skips messages stored before and returns
- * the ids it stored; `?` placeholders on SQLite, `$1…` on PostgreSQL.
+ * The text of an insert of `count` observations that skips messages stored before; `?`
+ * placeholders on SQLite, `$1…` on PostgreSQL.
  */
 function insertStatement(dialect: Dialect, count: number): string {
   const key = `${dialect} ${count}`
@@ -360,7 +367,7 @@ function insertStatement(dialect: Dialect, count: number): string {
     )
     text =
       `insert into observations (${observationColumns.join(', ')}) values ${tuples.join(', ')} ` +
-      'on conflict (organization_id, device_id, message_id) do nothing returning id'
+      'on conflict (organization_id, device_id, message_id) do nothing'
     if (insertStatements.size >= 64) insertStatements.clear()
     insertStatements.set(key, text)
   }
@@ -403,6 +410,12 @@ async function dataKeysOf(
     }
   })
   return dataKeys
+}
+
+/** Which of `ids`, made for rows just offered to the insert, it stored. */
+async function insertedIds(tx: Transaction, ids: readonly string[]): Promise<string[]> {
+  const found = await tx.selectFrom('observations').select('id').where('id', 'in', ids).execute()
+  return found.map((row) => row.id)
 }
 
 /** The rows already stored for messages that this call did not insert, by message. */
