@@ -115,6 +115,10 @@ export class AccessFixture {
     await this.access.addPatient(system, this.alpha, this.team, this.own)
     await this.access.addPatient(system, this.alpha, this.otherTeam, this.other)
     await this.access.addPatient(system, this.beta, this.betaTeam, this.betaPatient)
+    for (const role of roles) {
+      await this.person(role === 'platform-operator' ? null : this.alpha, `user-${role}`)
+    }
+    await this.person(this.beta, 'user-beta-clinician')
     await this.access.addMember(system, this.alpha, this.team, 'user-clinician')
     await this.access.addMember(system, this.alpha, this.team, 'user-care-coordinator')
     await this.access.addMember(system, this.beta, this.betaTeam, 'user-beta-clinician')
@@ -161,6 +165,28 @@ export class AccessFixture {
   }
 
   /** A fresh care team in `organization`, with `patient` in its care when given. */
+  /**
+   * A row in the people table for user id `id` of `organization` (none: a platform operator),
+   * so that the fixture's principals can be put on care teams; it has no password, role or
+   * session, since the fixture authenticates principals itself.
+   */
+  async person(organization: Organization | null, id: string): Promise<void> {
+    const now = new Date().toISOString()
+    await this.running.ward.store.db
+      .insertInto('users')
+      .values({
+        id,
+        organization_id: organization?.id ?? null,
+        login_name: id,
+        status: 'active',
+        patient_pseudonym: null,
+        created_at: now,
+        updated_at: now,
+      })
+      .onConflict((conflict) => conflict.doNothing())
+      .execute()
+  }
+
   async careTeam(organization: Organization, patient?: Patient): Promise<CareTeam> {
     const team = await this.access.createCareTeam(
       systemContext('test'),

@@ -114,8 +114,33 @@ for (const { dialect, skip } of dialects) {
       )
     })
 
+    test('only a person of the same organization can join a team; anyone else is not found', async () => {
+      await fixture.person(fixture.beta, 'user-of-beta')
+      for (const stranger of ['user-of-beta', 'user-platform-operator', 'user-nobody-has']) {
+        await assert.rejects(
+          transaction((tx) => addCareTeamMember(tx, fixture.team, stranger)),
+          { code: 'ERR_NOT_FOUND', message: 'no such user' },
+          stranger,
+        )
+      }
+      const members = await db()
+        .selectFrom('care_team_members')
+        .select('user_id')
+        .where('care_team_id', '=', fixture.team.id)
+        .execute()
+      assert.deepEqual(members.map((row) => row.user_id).sort(), [
+        'user-care-coordinator',
+        'user-clinician',
+      ])
+    })
+
     test('adding twice changes nothing; a team holds a bounded number of members', async () => {
       const team = await fixture.careTeam(fixture.alpha)
+      await fixture.person(fixture.alpha, 'user-a')
+      await fixture.person(fixture.alpha, 'user-one-too-many')
+      for (let index = 0; index < maxCareTeamMembers; index += 1) {
+        await fixture.person(fixture.alpha, `user-${index}`)
+      }
       assert.equal(await transaction((tx) => addCareTeamMember(tx, team, 'user-a')), true)
       assert.equal(await transaction((tx) => addCareTeamMember(tx, team, 'user-a')), false)
       assert.equal(await transaction((tx) => removeCareTeamMember(tx, team, 'user-a')), true)
@@ -132,6 +157,7 @@ for (const { dialect, skip } of dialects) {
     })
 
     test('each change is audited in the organization log; an unchanged one is not', async () => {
+      await fixture.person(fixture.alpha, 'user-new')
       const before = (await fixture.auditEvents('alpha')).length
       const context = systemContext('test')
       assert.equal(

@@ -160,8 +160,9 @@ export async function careTeamDetail(tx: Transaction, team: CareTeam): Promise<C
 
 /**
  * Puts user `userId` on the team; true when added, false when already a member. Throws
- * `ERR_INPUT_INVALID` for an id that is not one, `ERR_LIMIT_REACHED` past
- * {@link maxCareTeamMembers}.
+ * `ERR_INPUT_INVALID` for an id that is not one, `ERR_NOT_FOUND` for anyone but a person of
+ * the team's organization (another organization's, a platform operator and an id nobody holds
+ * are answered alike), `ERR_LIMIT_REACHED` past {@link maxCareTeamMembers}.
  */
 export async function addCareTeamMember(
   tx: Transaction,
@@ -173,6 +174,13 @@ export async function addCareTeamMember(
       details: { field: 'user' },
     })
   }
+  const person = await tx
+    .selectFrom('users')
+    .select('id')
+    .where('id', '=', userId)
+    .where('organization_id', '=', team.organizationId)
+    .executeTakeFirst()
+  if (person === undefined) throw new WardError('ERR_NOT_FOUND', 'no such user')
   const present = await tx
     .selectFrom('care_team_members')
     .select('user_id')

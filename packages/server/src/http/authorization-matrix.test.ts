@@ -412,7 +412,7 @@ for (const { dialect, skip } of dialects) {
           return { params: base, body: { name: fixture.unique('Team') } }
         case 'PUT /v1/organizations/:organization/care-teams/:careTeam/members/:user':
         case 'DELETE /v1/organizations/:organization/care-teams/:careTeam/members/:user':
-          return { params: { ...base, user: fixture.unique('user-added') } }
+          return { params: { ...base, user: await person(organization) } }
         case 'DELETE /v1/organizations/:organization/care-teams/:careTeam/patients/:patient': {
           const fresh = await fixture.careTeam(organization, patient)
           return { params: { ...base, careTeam: fresh.id } }

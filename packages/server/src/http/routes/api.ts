@@ -494,7 +494,9 @@ export const apiRoutes: readonly ApiRoute[] = [
     resolve: (ward, params) => careTeamIn(ward, params.organization, params.careTeam),
     handle: async ({ access, resolved, params, context }) => {
       const { organization, careTeam } = resolved as Required<Resolved>
-      return ok({ changed: await access.addMember(context, organization, careTeam, params.user) })
+      return ok({
+        changed: await access.addMember(context, organization, careTeam, params.user).catch(hide),
+      })
     },
   }),
   apiRoute({

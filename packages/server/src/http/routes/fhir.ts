@@ -25,6 +25,7 @@ import {
   type RouteCall,
 } from '../api-route.js'
 import { errorSummary, toProblem, translateFrameworkError } from '../problem.js'
+import { hide } from './resolvers.js'
 
 /** FHIR's JSON media type, which every answer under the FHIR base carries. */
 export const fhirJson = 'application/fhir+json; charset=utf-8'
@@ -494,11 +495,6 @@ async function patientIn(ward: Ward, slug: string, pseudonym: string): Promise<R
     patient,
     resource: { type: 'patient', organizationId: organization.id, patientPseudonym: pseudonym },
   }
-}
-
-function hide(error: unknown): never {
-  if (isWardError(error) && error.code.endsWith('_NOT_FOUND')) throw hiddenResource()
-  throw error
 }
 
 /** The query as the records domain's search takes it. */
