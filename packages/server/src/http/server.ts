@@ -84,12 +84,18 @@ export async function buildServer(ward: Ward, logger: Logger, options: ServerOpt
     ajv: { customOptions: { removeAdditional: false } },
   })
 
-  // Device agents send every body, enrollment included, as FHIR's JSON media type.
-  app.addContentTypeParser(
-    'application/fhir+json',
-    { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
-  )
+  // Device agents send every body, enrollment included, as FHIR's JSON media type. An empty
+  // body with a JSON type is read as no body, as clients that always set the header send for a
+  // DELETE or a bodiless POST: a route that needs a body still says which.
+  const json = app.getDefaultJsonParser('error', 'error')
+  const jsonOrNothing: typeof json = (request, body, done) => {
+    if (body === '') done(null, undefined)
+    else json(request, body, done)
+  }
+  app.removeContentTypeParser('application/json')
+  for (const type of ['application/json', 'application/fhir+json']) {
+    app.addContentTypeParser(type, { parseAs: 'string' }, jsonOrNothing)
+  }
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
