@@ -144,7 +144,7 @@ async function main() {
         const patient = await ward.fleet.createPatient(operator, slug, {
           name: { family: `Demopatient-${number}`, given: ['Fictitious'] },
           birthDate: `19${String(40 + (i % 50)).padStart(2, '0')}-01-${String(1 + (i % 28)).padStart(2, '0')}`,
-          medicalRecordNumber: `DEMO-${number}`,
+          medicalRecordNumber: `FICTITIOUS-MRN-${number}`,
         })
         const model = models[i % models.length]!
         const serial = `DEMO-${number}`
