@@ -53,6 +53,7 @@ import {
   findPatientByPseudonym,
   insertObservations,
   listPatients,
+  maxObservationBytes,
   type FhirObservation,
   type Patient,
   type PatientIdentity,
@@ -870,6 +871,13 @@ export class Fleet {
       try {
         const checked = checkObservation(reading, model.policy, reference)
         const resource = { ...(reading as FhirObservation), subject: { reference } }
+        const resourceJson = JSON.stringify(resource)
+        if (Buffer.byteLength(resourceJson) > maxObservationBytes) {
+          throw new WardError(
+            'ERR_PAYLOAD_TOO_LARGE',
+            `a reading may be at most ${maxObservationBytes} bytes as JSON`,
+          )
+        }
         accepted.push({
           position,
           messageId: checked.messageId,
@@ -881,6 +889,7 @@ export class Fleet {
             code: checked.code,
             effectiveAt: checked.effectiveAt,
             resource,
+            resourceJson,
           },
         })
         outcomes[position] = undefined

@@ -226,6 +226,22 @@ for (const { dialect, skip } of dialects) {
       assert.equal((await stored(own)).length, 1)
     })
 
+    test('rejects a reading too large to store on its own, and keeps the rest of its batch', async () => {
+      const patient = await newPatient()
+      const device = await enrollTestDevice(testWard, acme, { patient })
+      const bulky = { ...spo2Reading(randomUUID()), note: [{ text: 'x'.repeat(70_000) }] }
+      const answer = await postAsDevice(
+        testWard,
+        acme,
+        device,
+        batchOf([spo2Reading(randomUUID()), bulky]),
+      )
+      assert.equal(answer.status, 200)
+      assert.deepEqual(entryStatuses(answer), ['201 Created', '422 Unprocessable Entity'])
+      assert.equal(entryReasons(answer)[1], 'a reading may be at most 65536 bytes as JSON')
+      assert.equal((await stored(patient)).length, 1)
+    })
+
     test('refuses a batch holding more readings than allowed, naming the limit', async () => {
       const device = await enrollTestDevice(testWard, acme)
       const limit = testWard.config.device.maxBatchReadings

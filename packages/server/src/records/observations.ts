@@ -31,6 +31,11 @@ export interface ObservationInput {
   /** ISO 8601 date and time with a zone offset, e.g. `2026-03-01T08:30:00+01:00`. */
   readonly effectiveAt: string
   readonly resource: FhirObservation
+  /**
+   * `resource` as `JSON.stringify` writes it, when the caller has already serialized it (to
+   * check its size, say): it is then stored as given instead of being serialized again.
+   */
+  readonly resourceJson?: string
 }
 
 /** What happened to one input row. */
@@ -338,7 +343,7 @@ function checkObservation(row: ObservationInput, index: number): CheckedObservat
   ) {
     throw rowInvalid(index, 'resource', 'must be a FHIR Observation object')
   }
-  const json = utf8Encode(JSON.stringify(resource))
+  const json = utf8Encode(row.resourceJson ?? JSON.stringify(resource))
   if (json.length > maxObservationBytes) {
     throw rowInvalid(index, 'resource', `must be at most ${maxObservationBytes} bytes as JSON`)
   }
