@@ -76,7 +76,7 @@ export function patientResource(patient: Patient, identity?: PatientIdentity): F
         ? []
         : [{ type: medicalRecordNumberType, value: identity.medicalRecordNumber }]),
     ],
-    name: [{ family: identity.name.family, given: [...identity.name.given] }],
+    name: [{ family: identity.name.family, given: [...(identity.name.given ?? [])] }],
     ...(telecom.length === 0 ? {} : { telecom }),
     birthDate: identity.birthDate,
     ...(identity.address === undefined ? {} : { address: [{ ...identity.address }] }),

@@ -3,12 +3,16 @@ import { Value } from '@sinclair/typebox/value'
 
 import { WardError } from '@ward/core'
 
-const text = (maxLength: number) => Type.String({ minLength: 1, maxLength })
+// Printable text: control characters (NUL, line breaks, escapes) have no place in a name or
+// an address, and would reach every document that prints one.
+const text = (maxLength: number) =>
+  Type.String({ minLength: 1, maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]+$' })
 
 const HumanName = Type.Object(
   {
     family: text(200),
-    given: Type.Array(text(100), { maxItems: 5 }),
+    /** Absent, or empty, for a person known by one name. */
+    given: Type.Optional(Type.Array(text(100), { maxItems: 5 })),
   },
   { additionalProperties: false },
 )
@@ -46,16 +50,47 @@ export const PatientIdentitySchema = Type.Object(
 /** A patient's direct identifiers. */
 export type PatientIdentity = Static<typeof PatientIdentitySchema>
 
+// What each field allows, in words, for errors about it; the schema's own messages quote
+// patterns.
+const allowed: Record<string, string> = {
+  '/birthDate': 'must be a date written YYYY-MM-DD, not in the future',
+  '/phone': 'must be a phone number: digits, spaces and + ( ) . -, 3 to 30 characters',
+  '/email': 'must be an email address of at most 254 characters',
+}
+const fields = Object.keys(PatientIdentitySchema.properties).join(', ')
+
 /**
- * Checks `identity` against {@link PatientIdentitySchema}; throws `ERR_INPUT_INVALID` naming
- * the first field at fault and the rule it breaks, never the value.
+ * Checks `identity` against {@link PatientIdentitySchema}, and that the birth date is a day
+ * that exists and has come; throws `ERR_INPUT_INVALID` naming the first field at fault and
+ * what it allows, never the value.
  */
-export function checkPatientIdentity(identity: unknown): asserts identity is PatientIdentity {
-  if (Value.Check(PatientIdentitySchema, identity)) return
-  const first = Value.Errors(PatientIdentitySchema, identity).First()
-  throw new WardError(
-    'ERR_INPUT_INVALID',
-    `patient identity field ${first?.path || '(root)'}: ${first?.message ?? 'invalid'}`,
-    { details: { field: first?.path ?? '' } },
-  )
+export function checkPatientIdentity(
+  identity: unknown,
+  now = new Date(),
+): asserts identity is PatientIdentity {
+  if (!Value.Check(PatientIdentitySchema, identity)) {
+    const first = Value.Errors(PatientIdentitySchema, identity).First()
+    const path = first?.path || '(root)'
+    throw invalidField(path, describe(path, first?.message ?? 'is invalid'))
+  }
+  const birth = new Date(`${identity.birthDate}T00:00:00Z`)
+  if (birth.toISOString().slice(0, 10) !== identity.birthDate || birth > now) {
+    throw invalidField('/birthDate', describe('/birthDate', 'is not a day that has come'))
+  }
+}
+
+function describe(path: string, schemaMessage: string): string {
+  const rule = allowed[path]
+  if (rule !== undefined) return rule
+  if (schemaMessage === 'Unexpected property') return `is not a field; the fields are ${fields}`
+  if (schemaMessage.startsWith('Expected string to match')) {
+    return 'must be printable text, without control characters'
+  }
+  return schemaMessage.toLowerCase()
+}
+
+function invalidField(path: string, rule: string): WardError {
+  return new WardError('ERR_INPUT_INVALID', `patient identity field ${path} ${rule}`, {
+    details: { field: path },
+  })
 }
