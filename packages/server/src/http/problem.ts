@@ -145,7 +145,10 @@ export function translateFrameworkError(error: unknown): unknown {
       )
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return new WardError('ERR_PAYLOAD_INVALID', 'request body is not valid JSON')
+      return new WardError(
+        'ERR_PAYLOAD_INVALID',
+        'request body must be JSON without __proto__ or constructor.prototype keys',
+      )
   }
   if (framework.statusCode === 429) return new WardError('ERR_RATE_LIMITED', 'too many requests')
   if (
