@@ -401,8 +401,11 @@ export async function pauseRollout(
 
 /**
  * Resumes a paused rollout. The failures its current stage has now count as accepted, so only
- * further failures pause it again, and the stage gets a fresh deadline; devices that timed out
- * stay so unless they report. The rollout is then evaluated at once.
+ * further failures pause it again, and the stage gets a fresh deadline. The stage's devices that
+ * timed out and are still active go back to `pending`: they are offered the release again, and
+ * the stage waits for them until they report or the fresh deadline passes (which pauses it
+ * again). Timed-out devices that are no longer active (suspended, wiped, decommissioned) cannot
+ * report, so they stay timed out and are accepted. The rollout is then evaluated at once.
  */
 export async function resumeRollout(
   tx: Transaction,
@@ -414,6 +417,7 @@ export async function resumeRollout(
   const rollout = await lockRollout(tx, dialect, organizationId, rolloutId)
   if (rollout.state !== 'paused') throw stateError(rollout, 'resumed')
   const counts = await stageCounts(tx, rollout.id, rollout.stage)
+  const reoffered = await reofferTimedOut(tx, rollout, now)
   const resumed = await update(
     tx,
     rollout,
@@ -435,12 +439,42 @@ export async function resumeRollout(
         detail: {
           stage: resumed.stage,
           acceptedFailures: resumed.acceptedFailures,
+          reoffered,
           previousReason: rollout.pausedReason ?? 'operator',
         },
       },
       ...evaluated.changes,
     ],
   }
+}
+
+// Puts the current stage's timed-out devices that are still active back to `pending`, so that
+// they are offered the release again; returns how many.
+async function reofferTimedOut(tx: Transaction, rollout: Rollout, now: Date): Promise<number> {
+  const timedOut = await tx
+    .selectFrom('rollout_devices')
+    .select('device_id')
+    .where('rollout_id', '=', rollout.id)
+    .where('stage', '=', rollout.stage)
+    .where('status', '=', 'timed-out')
+    .execute()
+  if (timedOut.length === 0) return 0
+  const active = new Set(
+    (await listDevices(tx, rollout.organizationId))
+      .filter((device) => device.status === 'active')
+      .map((device) => device.id),
+  )
+  const deviceIds = timedOut.map((row) => row.device_id).filter((id) => active.has(id))
+  for (let start = 0; start < deviceIds.length; start += 200) {
+    await tx
+      .updateTable('rollout_devices')
+      .set({ status: 'pending', reason: null, updated_at: now.toISOString() })
+      .where('rollout_id', '=', rollout.id)
+      .where('status', '=', 'timed-out')
+      .where('device_id', 'in', deviceIds.slice(start, start + 200))
+      .execute()
+  }
+  return deviceIds.length
 }
 
 /** Ends a running or paused rollout for good: no device is offered its release any more. */
