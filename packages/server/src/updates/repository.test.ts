@@ -12,6 +12,7 @@ import {
   type TestDatabase,
 } from '../../test/support.js'
 import { systemContext } from '../context.js'
+import { standardDeviceModels } from '../devices/index.js'
 import { Ward, initializeWard } from '../ward.js'
 import { findOrganization } from '../tenancy/index.js'
 import { generateTufKey } from './offline-signing.js'
@@ -192,6 +193,44 @@ for (const { dialect, skip } of dialects) {
       await assert.rejects(
         publish(ward, 'acme', stranger.bundle({ 2: stranger.root(2) })),
         /the snapshot role must list only Ward's online snapshot key/,
+      )
+    })
+
+    test('a release the newest targets no longer list is withdrawn, and no rollout takes it', async () => {
+      const context = systemContext('test')
+      await ward.createOrganization(context, { slug: 'withdraws', name: 'Withdraws' })
+      await ward.fleet.createDeviceModel(context, 'withdraws', standardDeviceModels[0]!)
+      const signer = new OfflineSigner(await ward.updates.onlineKeys(context, 'withdraws'))
+      const first = signer.release({ name: 'fw-1.1.0.bin', image: firmwareImage('w') })
+      await publish(ward, 'withdraws', signer.bundle({ 1: signer.root(1) }, first))
+      // The offline side signs the next targets without fw-1.1.0.bin.
+      delete (signer.targets!.signed.targets as Record<string, unknown>)['fw-1.1.0.bin']
+      const second = signer.release({
+        name: 'fw-1.2.0.bin',
+        image: firmwareImage('x'),
+        fields: { version: '1.2.0' },
+      })
+      await publish(ward, 'withdraws', signer.bundle({}, second))
+
+      const releases = await ward.updates.listReleases('withdraws')
+      const withdrawn = releases.find((release) => release.targetName === 'fw-1.1.0.bin')!
+      const current = releases.find((release) => release.targetName === 'fw-1.2.0.bin')!
+      assert.equal(withdrawn.withdrawn, true)
+      assert.equal(current.withdrawn, false)
+      assert.equal((await ward.updates.findRelease('withdraws', withdrawn.id)).withdrawn, true)
+
+      await assert.rejects(
+        ward.rollouts.create(context, 'withdraws', { releaseId: withdrawn.id }),
+        (error: unknown) =>
+          isWardError(error, 'ERR_RELEASE_WITHDRAWN') &&
+          /fw-1\.1\.0\.bin\) was withdrawn: the newest signed targets metadata no longer lists it/.test(
+            (error as Error).message,
+          ),
+      )
+      // The current release passes the catalog; this organization merely has no device yet.
+      await assert.rejects(
+        ward.rollouts.create(context, 'withdraws', { releaseId: current.id }),
+        /no active device matches the rollout/,
       )
     })
   })

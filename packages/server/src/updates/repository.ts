@@ -61,6 +61,11 @@ export interface Release {
   readonly hasSbom: boolean
   /** The targets metadata version that first listed it. */
   readonly targetsVersion: number
+  /**
+   * True when the newest signed targets metadata no longer lists it: devices verify against
+   * that metadata, so none can install it any more.
+   */
+  readonly withdrawn: boolean
   readonly createdAt: string
 }
 
@@ -164,6 +169,21 @@ async function latest(tx: Transaction, organizationId: string, role: TufRole) {
     body: new Uint8Array(row.body),
     expiresAt: row.expires_at,
   }
+}
+
+/**
+ * The target names the organization's newest signed targets metadata lists, with its version;
+ * undefined when no targets are published.
+ */
+export async function currentTargets(
+  tx: Transaction,
+  organizationId: string,
+): Promise<{ version: number; names: ReadonlySet<string> } | undefined> {
+  const stored = await latest(tx, organizationId, 'targets')
+  if (stored === undefined) return undefined
+  const file = `${stored.version}.targets.json`
+  const envelope = parseMetadata(stored.body, 'targets', file)
+  return { version: stored.version, names: new Set(Object.keys(envelope.signed.targets)) }
 }
 
 async function storeMetadata(
@@ -484,6 +504,7 @@ async function storeRelease(
     length: info.length,
     hasSbom: sbom !== null,
     targetsVersion: context.targetsVersion,
+    withdrawn: false,
     createdAt: new Date().toISOString(),
   }
   await tx

@@ -8,6 +8,7 @@ import type { Transaction } from '../store/index.js'
 import { findOrganization, findOrganizationById, type Organization } from '../tenancy/index.js'
 import type { Ward } from '../ward.js'
 import {
+  currentTargets,
   ensureRepository,
   publishRepository,
   readMetadataFile,
@@ -268,7 +269,10 @@ function metadataEvent(operation: string, role: string, version: number): AuditE
   }
 }
 
-/** The organization's releases, newest first. */
+/**
+ * The organization's releases, newest first; those the newest signed targets no longer list
+ * are marked withdrawn.
+ */
 export async function listReleases(tx: Transaction, organizationId: string): Promise<Release[]> {
   const rows = await tx
     .selectFrom('firmware_releases')
@@ -276,10 +280,14 @@ export async function listReleases(tx: Transaction, organizationId: string): Pro
     .where('organization_id', '=', organizationId)
     .orderBy('created_at', 'desc')
     .execute()
-  return rows.map(releaseOf)
+  const listed = (await currentTargets(tx, organizationId))?.names
+  return rows.map((row) => releaseOf(row, listed))
 }
 
-/** Release `id` of the organization; `ERR_RELEASE_NOT_FOUND` otherwise. */
+/**
+ * Release `id` of the organization, marked withdrawn when the newest signed targets no longer
+ * list it; `ERR_RELEASE_NOT_FOUND` when there is none such.
+ */
 export async function findRelease(
   tx: Transaction,
   organizationId: string,
@@ -296,7 +304,7 @@ export async function findRelease(
       details: { release: id },
     })
   }
-  return releaseOf(row)
+  return releaseOf(row, (await currentTargets(tx, organizationId))?.names)
 }
 
 /** A device's install report, as recorded. */
@@ -335,21 +343,24 @@ export async function listInstallReports(
   }))
 }
 
-function releaseOf(row: {
-  id: string
-  organization_id: string
-  target_name: string
-  version: string
-  min_version: string
-  models: string
-  hardware_revisions: string
-  notes: string
-  image_sha256: string
-  length: number
-  sbom: Uint8Array | null
-  targets_version: number
-  created_at: string
-}): Release {
+function releaseOf(
+  row: {
+    id: string
+    organization_id: string
+    target_name: string
+    version: string
+    min_version: string
+    models: string
+    hardware_revisions: string
+    notes: string
+    image_sha256: string
+    length: number
+    sbom: Uint8Array | null
+    targets_version: number
+    created_at: string
+  },
+  listed: ReadonlySet<string> | undefined,
+): Release {
   return {
     id: row.id,
     organizationId: row.organization_id,
@@ -363,6 +374,7 @@ function releaseOf(row: {
     length: Number(row.length),
     hasSbom: row.sbom !== null,
     targetsVersion: Number(row.targets_version),
+    withdrawn: listed !== undefined && !listed.has(row.target_name),
     createdAt: row.created_at,
   }
 }
