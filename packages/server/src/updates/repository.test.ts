@@ -101,6 +101,44 @@ for (const { dialect, skip } of dialects) {
       offline.targets = saved
     })
 
+    test('refuses targets and roots that expire less than 12 hours after publication', async () => {
+      const saved = offline.targets
+      const soon = offline.release({
+        name: 'fw-soon.bin',
+        image: firmwareImage('s'),
+        fields: { version: '1.9.0' },
+        expires: new Date(Date.now() + 2000),
+      })
+      await assert.rejects(
+        publish(ward, 'acme', offline.bundle({}, soon)),
+        (error: unknown) =>
+          isWardError(error, 'ERR_UPDATE_METADATA_INVALID') &&
+          error.details['field'] === 'expires' &&
+          /\d+\.targets\.json: expires .* is less than 12 hours ahead/.test(error.message),
+      )
+      offline.targets = saved
+      const elevenHours = new Date(Date.now() + 11 * 3600_000)
+      await assert.rejects(
+        publish(
+          ward,
+          'acme',
+          offline.bundle({ 2: offline.root(2, offline.rootKeys, elevenHours) }),
+        ),
+        /2\.root\.json: expires .* is less than 12 hours ahead/,
+      )
+      const expired = offline.release({
+        name: 'fw-expired.bin',
+        image: firmwareImage('t'),
+        fields: { version: '1.9.1' },
+        expires: new Date(Date.now() - 1000),
+      })
+      await assert.rejects(
+        publish(ward, 'acme', offline.bundle({}, expired)),
+        /\d+\.targets\.json expired at/,
+      )
+      offline.targets = saved
+    })
+
     test('refuses an image over the size limit and one whose bytes do not match', async () => {
       const saved = offline.targets
       const big = offline.release({

@@ -78,6 +78,17 @@ export interface PublishResult {
   readonly timestampVersion: number | null
 }
 
+/**
+ * How long, at least, root and targets metadata must remain valid when Ward publishes it: 12
+ * hours. Both are signed offline, so Ward cannot renew them as it renews the snapshot and
+ * timestamp; metadata that expires soon after publication would leave every device refusing
+ * updates before its key holders could sign and carry over a new version. Twelve hours leaves
+ * time to notice and re-sign, and still lets metadata signed with the shortest lifetime the
+ * offline command writes (`ward updates sign-root|sign-release --expires-days 1`) be published
+ * the day it was signed.
+ */
+export const minimumOfflineLifetimeSeconds = 12 * 3600
+
 /** Lifetimes of the metadata Ward signs online, and the image size limit. */
 export interface RepositorySettings {
   readonly maxImageBytes: number
@@ -211,13 +222,14 @@ async function storeMetadata(
  * Ward's online keys. Nothing is stored unless all of it checks out:
  *
  * - each new root continues the stored chain without a gap, its key ids are the hashes of its
- *   keys, it is signed by the threshold of the previous root's root keys and of its own, it
- *   has not expired, and its snapshot and timestamp roles are exactly Ward's online keys;
- *   version 1 is trusted on first publication, as a device trusts the root it ships with;
+ *   keys, it is signed by the threshold of the previous root's root keys and of its own, and its
+ *   snapshot and timestamp roles are exactly Ward's online keys; the newest expires no sooner
+ *   than {@link minimumOfflineLifetimeSeconds} from now; version 1 is trusted on first
+ *   publication, as a device trusts the root it ships with;
  * - new targets metadata is newer than the stored one, signed by the threshold of the current
- *   root's targets keys, not expired, with every image it lists either stored already or in
- *   the bundle with the listed length and hash and within the size limit, and every release it
- *   already had unchanged.
+ *   root's targets keys, expires no sooner than {@link minimumOfflineLifetimeSeconds} from now,
+ *   lists every image either stored already or in the bundle with the listed length and hash
+ *   and within the size limit, and leaves every release it already had unchanged.
  */
 export async function publishRepository(
   tx: Transaction,
@@ -272,7 +284,9 @@ export async function publishRepository(
       'the repository has no root yet: publish 1.root.json first',
     )
   }
-  if (rootVersions.length > 0) notExpired(trusted.expires, `${trusted.version}.root.json`, now)
+  if (rootVersions.length > 0) {
+    validLongEnough(trusted.expires, `${trusted.version}.root.json`, now)
+  }
 
   const storedTargets = await latest(tx, organizationId, 'targets')
   let targets: TufEnvelope<TargetsSigned> | undefined
@@ -298,7 +312,7 @@ export async function publishRepository(
       await sameAsStored(tx, organizationId, 'targets', envelope.signed.version, bytes, file)
     } else {
       checkThreshold(envelope, trusted, 'targets', file)
-      notExpired(envelope.signed.expires, file, now)
+      validLongEnough(envelope.signed.expires, file, now)
       targets = envelope
       targetsBytes = bytes
     }
@@ -375,11 +389,22 @@ function checkOnlineRoles(root: RootSigned, online: OnlineKeys, file: string): v
   }
 }
 
-function notExpired(expires: string, file: string, now: Date): void {
-  if (Date.parse(expires) <= now.getTime()) {
+// Offline metadata must not have expired, nor expire within minimumOfflineLifetimeSeconds.
+function validLongEnough(expires: string, file: string, now: Date): void {
+  const left = Date.parse(expires) - now.getTime()
+  if (left <= 0) {
     throw new WardError('ERR_UPDATE_METADATA_INVALID', `${file} expired at ${expires}`, {
-      details: { file },
+      details: { file, field: 'expires' },
     })
+  }
+  if (left < minimumOfflineLifetimeSeconds * 1000) {
+    const hours = minimumOfflineLifetimeSeconds / 3600
+    throw new WardError(
+      'ERR_UPDATE_METADATA_INVALID',
+      `${file}: expires ${expires} is less than ${hours} hours ahead; root and targets ` +
+        `metadata must stay valid at least ${hours} hours after publication`,
+      { details: { file, field: 'expires', minimumSeconds: minimumOfflineLifetimeSeconds } },
+    )
   }
 }
 
