@@ -139,6 +139,59 @@ for (const { dialect, skip } of dialects) {
       offline.targets = saved
     })
 
+    test('records each refused publication as a security alert naming what was refused', async () => {
+      const organization = await findOrganization(ward.store.db, 'acme')
+      const refusedEvent = async (bundle: Parameters<typeof publish>[2], code: string) => {
+        const before = (await ward.findAuditLog('acme')).size
+        await assert.rejects(publish(ward, 'acme', bundle), (error: unknown) =>
+          isWardError(error, code as never),
+        )
+        assert.equal((await ward.findAuditLog('acme')).size, before + 1, 'one event, no other')
+        const row = await ward.store.db
+          .selectFrom('audit_entries')
+          .innerJoin('audit_logs', 'audit_logs.id', 'audit_entries.log_id')
+          .select('audit_entries.body')
+          .where('audit_logs.name', '=', 'acme')
+          .orderBy('audit_entries.idx', 'desc')
+          .executeTakeFirstOrThrow()
+        return JSON.parse(Buffer.from(row.body).toString('utf8')) as Record<string, unknown>
+      }
+
+      const rogue = [generateTufKey(), generateTufKey()]
+      const rootEvent = await refusedEvent(
+        offline.bundle({ 2: offline.root(2, rogue) }),
+        'ERR_SIGNATURE_INVALID',
+      )
+      assert.equal((rootEvent['type'] as { code: string }).code, '110113')
+      assert.equal((rootEvent['subtype'] as { code: string }).code, 'update-repository.publish')
+      assert.equal(rootEvent['outcome'], '4')
+      assert.equal(rootEvent['outcomeDescription'], 'ERR_SIGNATURE_INVALID')
+      assert.deepEqual(rootEvent['entity'], [
+        { type: 'tuf-metadata', what: '2.root.json', detail: { role: 'root', refused: true } },
+      ])
+      await assert.rejects(ward.updates.metadataFile(organization.id, '2.root.json'), /no such/)
+
+      const saved = offline.targets
+      const tampered = offline.release({
+        name: 'fw-1.8.0.bin',
+        image: firmwareImage('g'),
+        fields: { version: '1.8.0' },
+      })
+      const sha = offline.targets!.signed.targets['fw-1.8.0.bin']!.hashes.sha256
+      offline.images.set(sha, firmwareImage('h'))
+      const imageEvent = await refusedEvent(
+        offline.bundle({}, tampered),
+        'ERR_UPDATE_METADATA_INVALID',
+      )
+      assert.equal((imageEvent['type'] as { code: string }).code, '110113')
+      assert.deepEqual(imageEvent['entity'], [
+        { type: 'tuf-metadata', what: tampered.file, detail: { role: 'targets', refused: false } },
+        { type: 'firmware-target', what: 'fw-1.8.0.bin', detail: { refused: true } },
+      ])
+      assert.ok(!JSON.stringify(imageEvent).includes('hashes to'), 'no message or content')
+      offline.targets = saved
+    })
+
     test('refuses an image over the size limit and one whose bytes do not match', async () => {
       const saved = offline.targets
       const big = offline.release({

@@ -489,7 +489,7 @@ async function storeRelease(
         { details: { target: name } },
       )
     }
-    checkContent(image, info.length, sha256, `target ${name}`)
+    checkContent(image, info.length, sha256, `target ${name}`, name)
     await tx
       .insertInto('firmware_images')
       .values({
@@ -512,7 +512,7 @@ async function storeRelease(
         { details: { target: name } },
       )
     }
-    checkContent(bytes, fields.sbom.length, fields.sbom.sha256, `the SBOM of target ${name}`)
+    checkContent(bytes, fields.sbom.length, fields.sbom.sha256, `the SBOM of target ${name}`, name)
     sbom = bytes
   }
 
@@ -553,11 +553,18 @@ async function storeRelease(
   return release
 }
 
-function checkContent(bytes: Uint8Array, length: number, sha256: string, what: string): void {
+function checkContent(
+  bytes: Uint8Array,
+  length: number,
+  sha256: string,
+  what: string,
+  target: string,
+): void {
   if (bytes.length !== length) {
     throw new WardError(
       'ERR_UPDATE_METADATA_INVALID',
       `${what} is ${bytes.length} bytes but the signed metadata says ${length}`,
+      { details: { target } },
     )
   }
   const actual = createHash('sha256').update(bytes).digest('hex')
@@ -565,6 +572,7 @@ function checkContent(bytes: Uint8Array, length: number, sha256: string, what: s
     throw new WardError(
       'ERR_UPDATE_METADATA_INVALID',
       `${what} hashes to ${actual} but the signed metadata says ${sha256}`,
+      { details: { target } },
     )
   }
 }

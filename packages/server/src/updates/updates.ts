@@ -77,9 +77,28 @@ export class Updates {
   /**
    * Checks and publishes what was signed offline (see `publishRepository`): new roots, new
    * targets and their images and releases, then a snapshot and timestamp signed online. Each
-   * root, the targets, each release and each online signature is an audit event.
+   * root, the targets, each release and each online signature is an audit event. A refused
+   * publication stores nothing and is audited, in a transaction of its own, as a security
+   * alert naming the files it carried, what was refused and the error code.
    */
   async publish(
+    context: OperationContext,
+    slug: string,
+    bundle: PublishBundle,
+  ): Promise<PublishResult> {
+    try {
+      return await this.#publish(context, slug, bundle)
+    } catch (error) {
+      if (!(error instanceof WardError)) throw error
+      if (error.code === 'ERR_ORGANIZATION_NOT_FOUND' || error.code === 'ERR_STORE_UNAVAILABLE') {
+        throw error
+      }
+      await this.#act(context, slug, async () => [undefined, [refusedPublication(bundle, error)]])
+      throw error
+    }
+  }
+
+  async #publish(
     context: OperationContext,
     slug: string,
     bundle: PublishBundle,
@@ -257,6 +276,39 @@ export class Updates {
       }
       return result
     })
+  }
+}
+
+type AuditEntity = NonNullable<AuditEventInput['entity']>[number]
+
+// Signed metadata that fails Ward's checks is what a stolen or rogue key, a tampered image or a
+// rollback looks like, so a refusal is a security alert. It names the bundle's metadata files,
+// marking the one or the target the error names as refused, never their content.
+function refusedPublication(bundle: PublishBundle, error: WardError): AuditEventInput {
+  const { file, target } = error.details
+  const files: [string, 'root' | 'targets'][] = [
+    ...[...bundle.roots.keys()]
+      .sort((a, b) => a - b)
+      .map((version): [string, 'root'] => [`${version}.root.json`, 'root']),
+    ...(bundle.targets === undefined
+      ? []
+      : [[bundle.targets.file, 'targets'] as [string, 'targets']]),
+  ]
+  const entity: AuditEntity[] = files.map(([name, role]) => ({
+    type: 'tuf-metadata',
+    what: name.slice(0, 200),
+    detail: { role, refused: name === file },
+  }))
+  if (typeof target === 'string') {
+    entity.push({ type: 'firmware-target', what: target.slice(0, 200), detail: { refused: true } })
+  }
+  return {
+    type: auditEventTypes.securityAlert,
+    operation: 'update-repository.publish',
+    action: 'C',
+    outcome: '4',
+    outcomeDescription: error.code,
+    entity,
   }
 }
 
