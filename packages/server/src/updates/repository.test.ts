@@ -12,7 +12,7 @@ import {
   type TestDatabase,
 } from '../../test/support.js'
 import { systemContext } from '../context.js'
-import { standardDeviceModels } from '../devices/index.js'
+import { findDevice, setDeviceStatus, standardDeviceModels } from '../devices/index.js'
 import { Ward, initializeWard } from '../ward.js'
 import { findOrganization } from '../tenancy/index.js'
 import { generateTufKey } from './offline-signing.js'
@@ -323,6 +323,65 @@ for (const { dialect, skip } of dialects) {
         ward.rollouts.create(context, 'withdraws', { releaseId: current.id }),
         /no active device matches the rollout/,
       )
+    })
+
+    test('refuses a rollout of a release no newer than what every targeted device reported running', async () => {
+      const context = systemContext('test')
+      const organization = await ward.createOrganization(context, {
+        slug: 'downgrades',
+        name: 'Downgrades',
+      })
+      await ward.fleet.createDeviceModel(context, 'downgrades', standardDeviceModels[0]!)
+      await ward.fleet.createDevice(context, 'downgrades', {
+        serial: 'PO-1',
+        model: standardDeviceModels[0]!.name,
+      })
+      const device = await ward.store.transaction(async (tx) =>
+        setDeviceStatus(tx, await findDevice(tx, organization.id, 'PO-1'), 'active'),
+      )
+      const signer = new OfflineSigner(await ward.updates.onlineKeys(context, 'downgrades'))
+      signer.release({ name: 'fw-1.1.0.bin', image: firmwareImage('1') })
+      signer.release({
+        name: 'fw-1.2.0.bin',
+        image: firmwareImage('2'),
+        fields: { version: '1.2.0' },
+      })
+      const targets = signer.release({
+        name: 'fw-1.3.0.bin',
+        image: firmwareImage('3'),
+        fields: { version: '1.3.0' },
+      })
+      await publish(ward, 'downgrades', signer.bundle({ 1: signer.root(1) }, targets))
+      const releases = new Map(
+        (await ward.updates.listReleases('downgrades')).map((release) => [
+          release.version,
+          release.id,
+        ]),
+      )
+      await ward.updates.report(
+        { ...context, actor: { type: 'device', id: device.id } },
+        organization.id,
+        device.id,
+        { target: 'fw-1.2.0.bin', outcome: 'installed', fromVersion: '1.0.0' },
+      )
+
+      for (const version of ['1.1.0', '1.2.0']) {
+        await assert.rejects(
+          ward.rollouts.create(context, 'downgrades', { releaseId: releases.get(version)! }),
+          (error: unknown) =>
+            isWardError(error, 'ERR_INPUT_INVALID') &&
+            error.details['field'] === 'release' &&
+            new RegExp(
+              `release version ${version.replaceAll('.', '\\.')} is not newer than what every ` +
+                'targeted device last reported running \\(1\\.2\\.0 at the oldest\\)',
+            ).test(error.message),
+          version,
+        )
+      }
+      const upgrade = await ward.rollouts.create(context, 'downgrades', {
+        releaseId: releases.get('1.3.0')!,
+      })
+      assert.equal(upgrade.state, 'running')
     })
   })
 }

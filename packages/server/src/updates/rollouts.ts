@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto'
 
-import { WardError } from '@ward/core'
+import { WardError, compareSemanticVersions } from '@ward/core'
 
 import { listDevices } from '../devices/index.js'
 import type { Dialect, Transaction } from '../store/index.js'
 import { rolloutPosition, stageFor } from './rollout-selection.js'
+import { reportedVersions } from './updates.js'
 
 /**
  * What a rollout needs to know of a firmware release: its id, its version (SemVer 2.0) and the
@@ -167,8 +168,8 @@ export function checkRelease(release: RolloutRelease): RolloutRelease {
  * Creates a running rollout of `release` and starts its first stage (and any stage after it
  * that takes no new device). The devices it may reach are the organization's active devices of
  * the targeted models, in the group when one is given. `ERR_ROLLOUT_STATE` when another open
- * rollout targets one of the same models, `ERR_INPUT_INVALID` for a bad plan or no device to
- * reach.
+ * rollout targets one of the same models, `ERR_INPUT_INVALID` for a bad plan, no device to
+ * reach, or a release not newer than what every device to reach last reported running.
  */
 export async function createRollout(
   tx: Transaction,
@@ -222,6 +223,25 @@ export async function createRollout(
   )
   if (reachable.length === 0) {
     throw invalid('models', 'no active device matches the rollout: nothing to roll out to')
+  }
+  // Devices refuse a release not newer than what they run; when every device the rollout would
+  // reach reported running this version or a newer one, it could only fail. Devices that never
+  // reported may run anything, so they keep the rollout possible.
+  const versions = await reportedVersions(tx, input.organizationId)
+  const running = reachable.map((device) => versions.get(device.id))
+  if (
+    running.every(
+      (version) => version !== undefined && compareSemanticVersions(version, release.version) >= 0,
+    )
+  ) {
+    const oldest = (running as string[]).reduce((a, b) =>
+      compareSemanticVersions(a, b) <= 0 ? a : b,
+    )
+    throw invalid(
+      'release',
+      `release version ${release.version} is not newer than what every targeted device last ` +
+        `reported running (${oldest} at the oldest); devices refuse downgrades`,
+    )
   }
 
   const now = input.now.toISOString()

@@ -359,6 +359,36 @@ export async function findRelease(
   return releaseOf(row, (await currentTargets(tx, organizationId))?.names)
 }
 
+/**
+ * The firmware version each device of the organization last reported running, by device id:
+ * after its newest install report, the release's version when it installed, otherwise the
+ * version it reported running before (a failed or rolled-back install leaves it there).
+ * Devices that never reported are absent.
+ */
+export async function reportedVersions(
+  tx: Transaction,
+  organizationId: string,
+): Promise<Map<string, string>> {
+  const rows = await tx
+    .selectFrom('firmware_reports')
+    .innerJoin('firmware_releases', 'firmware_releases.id', 'firmware_reports.release_id')
+    .select([
+      'firmware_reports.device_id as deviceId',
+      'firmware_reports.outcome as outcome',
+      'firmware_reports.from_version as fromVersion',
+      'firmware_releases.version as version',
+    ])
+    .where('firmware_reports.organization_id', '=', organizationId)
+    .orderBy('firmware_reports.reported_at')
+    .orderBy('firmware_reports.id')
+    .execute()
+  const versions = new Map<string, string>()
+  for (const row of rows) {
+    versions.set(row.deviceId, row.outcome === 'installed' ? row.version : row.fromVersion)
+  }
+  return versions
+}
+
 /** A device's install report, as recorded. */
 export interface RecordedInstallReport extends InstallReport {
   readonly id: string
