@@ -9,6 +9,7 @@ export const rolloutUsage = `  ward rollout create --org <slug> --release <id> [
   ward rollout list --org <slug>
   ward rollout show --org <slug> --rollout <id>  stages and per-device status counts
   ward rollout devices --org <slug> --rollout <id>
+                                                each device: serial, id, stage, status
   ward rollout pause|resume|abort --org <slug> --rollout <id>`
 
 /** The option names rollout commands take. */
@@ -76,12 +77,18 @@ export async function rolloutCommand(
         ),
       ]
     }
-    case 'devices':
-      return (await rollouts.devices(org(), id())).map(
-        (device) =>
-          `${device.deviceId}\tstage ${device.stage + 1}\t${device.status}\t` +
-          `${device.reason ?? '-'}\t${device.updatedAt}`,
+    case 'devices': {
+      const devices = await rollouts.devices(org(), id())
+      const serials = new Map(
+        (await ward.fleet.listDevices(org())).map((device) => [device.id, device.serial]),
       )
+      // The serial is what an operator knows a device by; the id is what the audit log names.
+      return devices.map(
+        (device) =>
+          `${serials.get(device.deviceId) ?? '-'}\t${device.deviceId}\tstage ${device.stage + 1}\t` +
+          `${device.status}\t${device.reason ?? '-'}\t${device.updatedAt}`,
+      )
+    }
     case 'pause':
       return [describe(await rollouts.pause(context, org(), id()))]
     case 'resume':

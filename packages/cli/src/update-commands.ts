@@ -230,7 +230,8 @@ export async function updateCommand(
       return releases.map(
         (release) =>
           `${release.id}\t${release.targetName}\t${release.version}\tmin ${release.minVersion}\t` +
-          `${release.models.join(',')}\t${release.length} bytes\t${release.createdAt}`,
+          `${release.models.join(',')}\t${release.length} bytes\t${release.createdAt}\t` +
+          (release.withdrawn ? 'withdrawn' : 'available'),
       )
     }
     default:

@@ -10,7 +10,8 @@ import { findRelease } from './updates.js'
  * `ward updates publish` stored from signed targets metadata; its `models` are device model
  * names, mapped here to the organization's device model ids through the devices domain. Names
  * the organization has no model for are left out, and a release none of whose models exist is
- * refused, naming them.
+ * refused, naming them. A release the newest signed targets no longer list is refused with
+ * `ERR_RELEASE_WITHDRAWN`: devices verify against those targets and could not install it.
  */
 export const repositoryReleaseCatalog: ReleaseCatalog = {
   async findRelease(
@@ -19,6 +20,14 @@ export const repositoryReleaseCatalog: ReleaseCatalog = {
     releaseId: string,
   ): Promise<RolloutRelease> {
     const release = await findRelease(tx, organizationId, releaseId)
+    if (release.withdrawn) {
+      throw new WardError(
+        'ERR_RELEASE_WITHDRAWN',
+        `release ${releaseId} (target ${release.targetName}) was withdrawn: the newest signed ` +
+          'targets metadata no longer lists it, so devices cannot install it',
+        { details: { field: 'release', target: release.targetName } },
+      )
+    }
     const models = await listDeviceModels(tx, organizationId)
     const deviceModelIds = models
       .filter((model) => release.models.includes(model.name))

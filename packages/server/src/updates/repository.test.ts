@@ -12,6 +12,7 @@ import {
   type TestDatabase,
 } from '../../test/support.js'
 import { systemContext } from '../context.js'
+import { findDevice, setDeviceStatus, standardDeviceModels } from '../devices/index.js'
 import { Ward, initializeWard } from '../ward.js'
 import { findOrganization } from '../tenancy/index.js'
 import { generateTufKey } from './offline-signing.js'
@@ -97,6 +98,97 @@ for (const { dialect, skip } of dialects) {
         ),
         (error: unknown) => isWardError(error, 'ERR_SIGNATURE_INVALID'),
       )
+      offline.targets = saved
+    })
+
+    test('refuses targets and roots that expire less than 12 hours after publication', async () => {
+      const saved = offline.targets
+      const soon = offline.release({
+        name: 'fw-soon.bin',
+        image: firmwareImage('s'),
+        fields: { version: '1.9.0' },
+        expires: new Date(Date.now() + 2000),
+      })
+      await assert.rejects(
+        publish(ward, 'acme', offline.bundle({}, soon)),
+        (error: unknown) =>
+          isWardError(error, 'ERR_UPDATE_METADATA_INVALID') &&
+          error.details['field'] === 'expires' &&
+          /\d+\.targets\.json: expires .* is less than 12 hours ahead/.test(error.message),
+      )
+      offline.targets = saved
+      const elevenHours = new Date(Date.now() + 11 * 3600_000)
+      await assert.rejects(
+        publish(
+          ward,
+          'acme',
+          offline.bundle({ 2: offline.root(2, offline.rootKeys, elevenHours) }),
+        ),
+        /2\.root\.json: expires .* is less than 12 hours ahead/,
+      )
+      const expired = offline.release({
+        name: 'fw-expired.bin',
+        image: firmwareImage('t'),
+        fields: { version: '1.9.1' },
+        expires: new Date(Date.now() - 1000),
+      })
+      await assert.rejects(
+        publish(ward, 'acme', offline.bundle({}, expired)),
+        /\d+\.targets\.json expired at/,
+      )
+      offline.targets = saved
+    })
+
+    test('records each refused publication as a security alert naming what was refused', async () => {
+      const organization = await findOrganization(ward.store.db, 'acme')
+      const refusedEvent = async (bundle: Parameters<typeof publish>[2], code: string) => {
+        const before = (await ward.findAuditLog('acme')).size
+        await assert.rejects(publish(ward, 'acme', bundle), (error: unknown) =>
+          isWardError(error, code as never),
+        )
+        assert.equal((await ward.findAuditLog('acme')).size, before + 1, 'one event, no other')
+        const row = await ward.store.db
+          .selectFrom('audit_entries')
+          .innerJoin('audit_logs', 'audit_logs.id', 'audit_entries.log_id')
+          .select('audit_entries.body')
+          .where('audit_logs.name', '=', 'acme')
+          .orderBy('audit_entries.idx', 'desc')
+          .executeTakeFirstOrThrow()
+        return JSON.parse(Buffer.from(row.body).toString('utf8')) as Record<string, unknown>
+      }
+
+      const rogue = [generateTufKey(), generateTufKey()]
+      const rootEvent = await refusedEvent(
+        offline.bundle({ 2: offline.root(2, rogue) }),
+        'ERR_SIGNATURE_INVALID',
+      )
+      assert.equal((rootEvent['type'] as { code: string }).code, '110113')
+      assert.equal((rootEvent['subtype'] as { code: string }).code, 'update-repository.publish')
+      assert.equal(rootEvent['outcome'], '4')
+      assert.equal(rootEvent['outcomeDescription'], 'ERR_SIGNATURE_INVALID')
+      assert.deepEqual(rootEvent['entity'], [
+        { type: 'tuf-metadata', what: '2.root.json', detail: { role: 'root', refused: true } },
+      ])
+      await assert.rejects(ward.updates.metadataFile(organization.id, '2.root.json'), /no such/)
+
+      const saved = offline.targets
+      const tampered = offline.release({
+        name: 'fw-1.8.0.bin',
+        image: firmwareImage('g'),
+        fields: { version: '1.8.0' },
+      })
+      const sha = offline.targets!.signed.targets['fw-1.8.0.bin']!.hashes.sha256
+      offline.images.set(sha, firmwareImage('h'))
+      const imageEvent = await refusedEvent(
+        offline.bundle({}, tampered),
+        'ERR_UPDATE_METADATA_INVALID',
+      )
+      assert.equal((imageEvent['type'] as { code: string }).code, '110113')
+      assert.deepEqual(imageEvent['entity'], [
+        { type: 'tuf-metadata', what: tampered.file, detail: { role: 'targets', refused: false } },
+        { type: 'firmware-target', what: 'fw-1.8.0.bin', detail: { refused: true } },
+      ])
+      assert.ok(!JSON.stringify(imageEvent).includes('hashes to'), 'no message or content')
       offline.targets = saved
     })
 
@@ -193,6 +285,103 @@ for (const { dialect, skip } of dialects) {
         publish(ward, 'acme', stranger.bundle({ 2: stranger.root(2) })),
         /the snapshot role must list only Ward's online snapshot key/,
       )
+    })
+
+    test('a release the newest targets no longer list is withdrawn, and no rollout takes it', async () => {
+      const context = systemContext('test')
+      await ward.createOrganization(context, { slug: 'withdraws', name: 'Withdraws' })
+      await ward.fleet.createDeviceModel(context, 'withdraws', standardDeviceModels[0]!)
+      const signer = new OfflineSigner(await ward.updates.onlineKeys(context, 'withdraws'))
+      const first = signer.release({ name: 'fw-1.1.0.bin', image: firmwareImage('w') })
+      await publish(ward, 'withdraws', signer.bundle({ 1: signer.root(1) }, first))
+      // The offline side signs the next targets without fw-1.1.0.bin.
+      delete (signer.targets!.signed.targets as Record<string, unknown>)['fw-1.1.0.bin']
+      const second = signer.release({
+        name: 'fw-1.2.0.bin',
+        image: firmwareImage('x'),
+        fields: { version: '1.2.0' },
+      })
+      await publish(ward, 'withdraws', signer.bundle({}, second))
+
+      const releases = await ward.updates.listReleases('withdraws')
+      const withdrawn = releases.find((release) => release.targetName === 'fw-1.1.0.bin')!
+      const current = releases.find((release) => release.targetName === 'fw-1.2.0.bin')!
+      assert.equal(withdrawn.withdrawn, true)
+      assert.equal(current.withdrawn, false)
+      assert.equal((await ward.updates.findRelease('withdraws', withdrawn.id)).withdrawn, true)
+
+      await assert.rejects(
+        ward.rollouts.create(context, 'withdraws', { releaseId: withdrawn.id }),
+        (error: unknown) =>
+          isWardError(error, 'ERR_RELEASE_WITHDRAWN') &&
+          /fw-1\.1\.0\.bin\) was withdrawn: the newest signed targets metadata no longer lists it/.test(
+            (error as Error).message,
+          ),
+      )
+      // The current release passes the catalog; this organization merely has no device yet.
+      await assert.rejects(
+        ward.rollouts.create(context, 'withdraws', { releaseId: current.id }),
+        /no active device matches the rollout/,
+      )
+    })
+
+    test('refuses a rollout of a release no newer than what every targeted device reported running', async () => {
+      const context = systemContext('test')
+      const organization = await ward.createOrganization(context, {
+        slug: 'downgrades',
+        name: 'Downgrades',
+      })
+      await ward.fleet.createDeviceModel(context, 'downgrades', standardDeviceModels[0]!)
+      await ward.fleet.createDevice(context, 'downgrades', {
+        serial: 'PO-1',
+        model: standardDeviceModels[0]!.name,
+      })
+      const device = await ward.store.transaction(async (tx) =>
+        setDeviceStatus(tx, await findDevice(tx, organization.id, 'PO-1'), 'active'),
+      )
+      const signer = new OfflineSigner(await ward.updates.onlineKeys(context, 'downgrades'))
+      signer.release({ name: 'fw-1.1.0.bin', image: firmwareImage('1') })
+      signer.release({
+        name: 'fw-1.2.0.bin',
+        image: firmwareImage('2'),
+        fields: { version: '1.2.0' },
+      })
+      const targets = signer.release({
+        name: 'fw-1.3.0.bin',
+        image: firmwareImage('3'),
+        fields: { version: '1.3.0' },
+      })
+      await publish(ward, 'downgrades', signer.bundle({ 1: signer.root(1) }, targets))
+      const releases = new Map(
+        (await ward.updates.listReleases('downgrades')).map((release) => [
+          release.version,
+          release.id,
+        ]),
+      )
+      await ward.updates.report(
+        { ...context, actor: { type: 'device', id: device.id } },
+        organization.id,
+        device.id,
+        { target: 'fw-1.2.0.bin', outcome: 'installed', fromVersion: '1.0.0' },
+      )
+
+      for (const version of ['1.1.0', '1.2.0']) {
+        await assert.rejects(
+          ward.rollouts.create(context, 'downgrades', { releaseId: releases.get(version)! }),
+          (error: unknown) =>
+            isWardError(error, 'ERR_INPUT_INVALID') &&
+            error.details['field'] === 'release' &&
+            new RegExp(
+              `release version ${version.replaceAll('.', '\\.')} is not newer than what every ` +
+                'targeted device last reported running \\(1\\.2\\.0 at the oldest\\)',
+            ).test(error.message),
+          version,
+        )
+      }
+      const upgrade = await ward.rollouts.create(context, 'downgrades', {
+        releaseId: releases.get('1.3.0')!,
+      })
+      assert.equal(upgrade.state, 'running')
     })
   })
 }

@@ -61,6 +61,11 @@ export interface Release {
   readonly hasSbom: boolean
   /** The targets metadata version that first listed it. */
   readonly targetsVersion: number
+  /**
+   * True when the newest signed targets metadata no longer lists it: devices verify against
+   * that metadata, so none can install it any more.
+   */
+  readonly withdrawn: boolean
   readonly createdAt: string
 }
 
@@ -72,6 +77,17 @@ export interface PublishResult {
   readonly snapshotVersion: number | null
   readonly timestampVersion: number | null
 }
+
+/**
+ * How long, at least, root and targets metadata must remain valid when Ward publishes it: 12
+ * hours. Both are signed offline, so Ward cannot renew them as it renews the snapshot and
+ * timestamp; metadata that expires soon after publication would leave every device refusing
+ * updates before its key holders could sign and carry over a new version. Twelve hours leaves
+ * time to notice and re-sign, and still lets metadata signed with the shortest lifetime the
+ * offline command writes (`ward updates sign-root|sign-release --expires-days 1`) be published
+ * the day it was signed.
+ */
+export const minimumOfflineLifetimeSeconds = 12 * 3600
 
 /** Lifetimes of the metadata Ward signs online, and the image size limit. */
 export interface RepositorySettings {
@@ -166,6 +182,21 @@ async function latest(tx: Transaction, organizationId: string, role: TufRole) {
   }
 }
 
+/**
+ * The target names the organization's newest signed targets metadata lists, with its version;
+ * undefined when no targets are published.
+ */
+export async function currentTargets(
+  tx: Transaction,
+  organizationId: string,
+): Promise<{ version: number; names: ReadonlySet<string> } | undefined> {
+  const stored = await latest(tx, organizationId, 'targets')
+  if (stored === undefined) return undefined
+  const file = `${stored.version}.targets.json`
+  const envelope = parseMetadata(stored.body, 'targets', file)
+  return { version: stored.version, names: new Set(Object.keys(envelope.signed.targets)) }
+}
+
 async function storeMetadata(
   tx: Transaction,
   organizationId: string,
@@ -191,13 +222,14 @@ async function storeMetadata(
  * Ward's online keys. Nothing is stored unless all of it checks out:
  *
  * - each new root continues the stored chain without a gap, its key ids are the hashes of its
- *   keys, it is signed by the threshold of the previous root's root keys and of its own, it
- *   has not expired, and its snapshot and timestamp roles are exactly Ward's online keys;
- *   version 1 is trusted on first publication, as a device trusts the root it ships with;
+ *   keys, it is signed by the threshold of the previous root's root keys and of its own, and its
+ *   snapshot and timestamp roles are exactly Ward's online keys; the newest expires no sooner
+ *   than {@link minimumOfflineLifetimeSeconds} from now; version 1 is trusted on first
+ *   publication, as a device trusts the root it ships with;
  * - new targets metadata is newer than the stored one, signed by the threshold of the current
- *   root's targets keys, not expired, with every image it lists either stored already or in
- *   the bundle with the listed length and hash and within the size limit, and every release it
- *   already had unchanged.
+ *   root's targets keys, expires no sooner than {@link minimumOfflineLifetimeSeconds} from now,
+ *   lists every image either stored already or in the bundle with the listed length and hash
+ *   and within the size limit, and leaves every release it already had unchanged.
  */
 export async function publishRepository(
   tx: Transaction,
@@ -252,7 +284,9 @@ export async function publishRepository(
       'the repository has no root yet: publish 1.root.json first',
     )
   }
-  if (rootVersions.length > 0) notExpired(trusted.expires, `${trusted.version}.root.json`, now)
+  if (rootVersions.length > 0) {
+    validLongEnough(trusted.expires, `${trusted.version}.root.json`, now)
+  }
 
   const storedTargets = await latest(tx, organizationId, 'targets')
   let targets: TufEnvelope<TargetsSigned> | undefined
@@ -278,7 +312,7 @@ export async function publishRepository(
       await sameAsStored(tx, organizationId, 'targets', envelope.signed.version, bytes, file)
     } else {
       checkThreshold(envelope, trusted, 'targets', file)
-      notExpired(envelope.signed.expires, file, now)
+      validLongEnough(envelope.signed.expires, file, now)
       targets = envelope
       targetsBytes = bytes
     }
@@ -355,11 +389,22 @@ function checkOnlineRoles(root: RootSigned, online: OnlineKeys, file: string): v
   }
 }
 
-function notExpired(expires: string, file: string, now: Date): void {
-  if (Date.parse(expires) <= now.getTime()) {
+// Offline metadata must not have expired, nor expire within minimumOfflineLifetimeSeconds.
+function validLongEnough(expires: string, file: string, now: Date): void {
+  const left = Date.parse(expires) - now.getTime()
+  if (left <= 0) {
     throw new WardError('ERR_UPDATE_METADATA_INVALID', `${file} expired at ${expires}`, {
-      details: { file },
+      details: { file, field: 'expires' },
     })
+  }
+  if (left < minimumOfflineLifetimeSeconds * 1000) {
+    const hours = minimumOfflineLifetimeSeconds / 3600
+    throw new WardError(
+      'ERR_UPDATE_METADATA_INVALID',
+      `${file}: expires ${expires} is less than ${hours} hours ahead; root and targets ` +
+        `metadata must stay valid at least ${hours} hours after publication`,
+      { details: { file, field: 'expires', minimumSeconds: minimumOfflineLifetimeSeconds } },
+    )
   }
 }
 
@@ -444,7 +489,7 @@ async function storeRelease(
         { details: { target: name } },
       )
     }
-    checkContent(image, info.length, sha256, `target ${name}`)
+    checkContent(image, info.length, sha256, `target ${name}`, name)
     await tx
       .insertInto('firmware_images')
       .values({
@@ -467,7 +512,7 @@ async function storeRelease(
         { details: { target: name } },
       )
     }
-    checkContent(bytes, fields.sbom.length, fields.sbom.sha256, `the SBOM of target ${name}`)
+    checkContent(bytes, fields.sbom.length, fields.sbom.sha256, `the SBOM of target ${name}`, name)
     sbom = bytes
   }
 
@@ -484,6 +529,7 @@ async function storeRelease(
     length: info.length,
     hasSbom: sbom !== null,
     targetsVersion: context.targetsVersion,
+    withdrawn: false,
     createdAt: new Date().toISOString(),
   }
   await tx
@@ -507,11 +553,18 @@ async function storeRelease(
   return release
 }
 
-function checkContent(bytes: Uint8Array, length: number, sha256: string, what: string): void {
+function checkContent(
+  bytes: Uint8Array,
+  length: number,
+  sha256: string,
+  what: string,
+  target: string,
+): void {
   if (bytes.length !== length) {
     throw new WardError(
       'ERR_UPDATE_METADATA_INVALID',
       `${what} is ${bytes.length} bytes but the signed metadata says ${length}`,
+      { details: { target } },
     )
   }
   const actual = createHash('sha256').update(bytes).digest('hex')
@@ -519,6 +572,7 @@ function checkContent(bytes: Uint8Array, length: number, sha256: string, what: s
     throw new WardError(
       'ERR_UPDATE_METADATA_INVALID',
       `${what} hashes to ${actual} but the signed metadata says ${sha256}`,
+      { details: { target } },
     )
   }
 }

@@ -322,13 +322,98 @@ for (const { dialect, skip } of dialects) {
       assert.equal(summary.rollout.stage, 0)
       assert.equal((await statuses(rollout.id)).get(silent.deviceId), 'timed-out')
 
-      // The operator resumes: the timed-out device is accepted and the next stage starts.
+      // The operator resumes: the timed-out device is offered the release again, and the
+      // next stage starts once it reports.
       const resumed = await rollouts.resume(operator, slug, rollout.id)
       assert.equal(resumed.state, 'running')
-      assert.equal(resumed.stage, 1)
-      // A late device may still report.
+      assert.equal(resumed.stage, 0)
+      assert.equal((await statuses(rollout.id)).get(silent.deviceId), 'pending')
       await report(silent.deviceId, releaseId, version, 'installed')
       assert.equal((await statuses(rollout.id)).get(silent.deviceId), 'installed')
+      assert.equal((await rollouts.summary(slug, rollout.id)).rollout.stage, 1)
+    })
+
+    test('resuming after a deadline offers the timed-out devices of the last stage again', async () => {
+      const version = '1.3.5'
+      const releaseId = release(version)
+      const org = await organizationId()
+      const [late, prompt] = oximeters.slice(20, 22) as [Device, Device]
+      const rollout = await rollouts.create(operator, slug, {
+        releaseId,
+        devices: [late.serial, prompt.serial],
+        stages: [100],
+        reportDeadlineSeconds: 600,
+      })
+      await rollouts.offer(device(prompt.id), org, prompt.id)
+      await report(prompt.id, releaseId, version, 'installed')
+      advanceClock(601)
+      await rolloutJob(rollouts, 30).run()
+      assert.equal(
+        (await rollouts.summary(slug, rollout.id)).rollout.pausedReason,
+        'report-deadline',
+      )
+      assert.equal((await statuses(rollout.id)).get(late.id), 'timed-out')
+
+      const resumed = await rollouts.resume(operator, slug, rollout.id)
+      assert.equal(
+        resumed.state,
+        'running',
+        'it does not complete while the late device may report',
+      )
+      assert.equal(Date.parse(resumed.stageDeadlineAt), clock.getTime() + 600_000)
+      assert.deepEqual(await rollouts.offer(device(late.id), org, late.id), {
+        rolloutId: rollout.id,
+        releaseId,
+        version,
+        target: `${releaseId}.bin`,
+      })
+      assert.equal((await statuses(rollout.id)).get(late.id), 'offered')
+
+      // Silent past the fresh deadline: it times out and the rollout pauses again.
+      advanceClock(601)
+      await rolloutJob(rollouts, 30).run()
+      let summary = await rollouts.summary(slug, rollout.id)
+      assert.equal(summary.rollout.pausedReason, 'report-deadline')
+      assert.equal((await statuses(rollout.id)).get(late.id), 'timed-out')
+
+      // Offered once more, it installs, and only then does the rollout complete.
+      assert.equal((await rollouts.resume(operator, slug, rollout.id)).state, 'running')
+      await rollouts.offer(device(late.id), org, late.id)
+      await report(late.id, releaseId, version, 'installed')
+      summary = await rollouts.summary(slug, rollout.id)
+      assert.equal(summary.rollout.state, 'completed')
+      const operations = await auditOperations(rollout.id)
+      assert.equal(operations.filter((operation) => operation === 'rollout.device.offer').length, 3)
+    })
+
+    test('resuming accepts timed-out devices that are no longer active', async () => {
+      const version = '1.3.6'
+      const releaseId = release(version)
+      const org = await organizationId()
+      const [gone, prompt] = oximeters.slice(22, 24) as [Device, Device]
+      const rollout = await rollouts.create(operator, slug, {
+        releaseId,
+        devices: [gone.serial, prompt.serial],
+        stages: [100],
+        reportDeadlineSeconds: 600,
+      })
+      await rollouts.offer(device(prompt.id), org, prompt.id)
+      await report(prompt.id, releaseId, version, 'installed')
+      await ward.store.transaction(async (tx) => {
+        await setDeviceStatus(tx, await findDevice(tx, org, gone.serial), 'suspended')
+      })
+      try {
+        advanceClock(601)
+        await rolloutJob(rollouts, 30).run()
+        assert.equal((await rollouts.summary(slug, rollout.id)).rollout.state, 'paused')
+        const resumed = await rollouts.resume(operator, slug, rollout.id)
+        assert.equal(resumed.state, 'completed')
+        assert.equal((await statuses(rollout.id)).get(gone.id), 'timed-out')
+      } finally {
+        await ward.store.transaction(async (tx) => {
+          await setDeviceStatus(tx, await findDevice(tx, org, gone.serial), 'active')
+        })
+      }
     })
 
     test('an operator can pause, resume and abort, and a finished rollout stays finished', async () => {

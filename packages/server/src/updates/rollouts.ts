@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto'
 
-import { WardError } from '@ward/core'
+import { WardError, compareSemanticVersions } from '@ward/core'
 
 import { listDevices } from '../devices/index.js'
 import type { Dialect, Transaction } from '../store/index.js'
 import { rolloutPosition, stageFor } from './rollout-selection.js'
+import { reportedVersions } from './updates.js'
 
 /**
  * What a rollout needs to know of a firmware release: its id, its version (SemVer 2.0) and the
@@ -167,8 +168,8 @@ export function checkRelease(release: RolloutRelease): RolloutRelease {
  * Creates a running rollout of `release` and starts its first stage (and any stage after it
  * that takes no new device). The devices it may reach are the organization's active devices of
  * the targeted models, in the group when one is given. `ERR_ROLLOUT_STATE` when another open
- * rollout targets one of the same models, `ERR_INPUT_INVALID` for a bad plan or no device to
- * reach.
+ * rollout targets one of the same models, `ERR_INPUT_INVALID` for a bad plan, no device to
+ * reach, or a release not newer than what every device to reach last reported running.
  */
 export async function createRollout(
   tx: Transaction,
@@ -222,6 +223,25 @@ export async function createRollout(
   )
   if (reachable.length === 0) {
     throw invalid('models', 'no active device matches the rollout: nothing to roll out to')
+  }
+  // Devices refuse a release not newer than what they run; when every device the rollout would
+  // reach reported running this version or a newer one, it could only fail. Devices that never
+  // reported may run anything, so they keep the rollout possible.
+  const versions = await reportedVersions(tx, input.organizationId)
+  const running = reachable.map((device) => versions.get(device.id))
+  if (
+    running.every(
+      (version) => version !== undefined && compareSemanticVersions(version, release.version) >= 0,
+    )
+  ) {
+    const oldest = (running as string[]).reduce((a, b) =>
+      compareSemanticVersions(a, b) <= 0 ? a : b,
+    )
+    throw invalid(
+      'release',
+      `release version ${release.version} is not newer than what every targeted device last ` +
+        `reported running (${oldest} at the oldest); devices refuse downgrades`,
+    )
   }
 
   const now = input.now.toISOString()
@@ -401,8 +421,11 @@ export async function pauseRollout(
 
 /**
  * Resumes a paused rollout. The failures its current stage has now count as accepted, so only
- * further failures pause it again, and the stage gets a fresh deadline; devices that timed out
- * stay so unless they report. The rollout is then evaluated at once.
+ * further failures pause it again, and the stage gets a fresh deadline. The stage's devices that
+ * timed out and are still active go back to `pending`: they are offered the release again, and
+ * the stage waits for them until they report or the fresh deadline passes (which pauses it
+ * again). Timed-out devices that are no longer active (suspended, wiped, decommissioned) cannot
+ * report, so they stay timed out and are accepted. The rollout is then evaluated at once.
  */
 export async function resumeRollout(
   tx: Transaction,
@@ -414,6 +437,7 @@ export async function resumeRollout(
   const rollout = await lockRollout(tx, dialect, organizationId, rolloutId)
   if (rollout.state !== 'paused') throw stateError(rollout, 'resumed')
   const counts = await stageCounts(tx, rollout.id, rollout.stage)
+  const reoffered = await reofferTimedOut(tx, rollout, now)
   const resumed = await update(
     tx,
     rollout,
@@ -435,12 +459,42 @@ export async function resumeRollout(
         detail: {
           stage: resumed.stage,
           acceptedFailures: resumed.acceptedFailures,
+          reoffered,
           previousReason: rollout.pausedReason ?? 'operator',
         },
       },
       ...evaluated.changes,
     ],
   }
+}
+
+// Puts the current stage's timed-out devices that are still active back to `pending`, so that
+// they are offered the release again; returns how many.
+async function reofferTimedOut(tx: Transaction, rollout: Rollout, now: Date): Promise<number> {
+  const timedOut = await tx
+    .selectFrom('rollout_devices')
+    .select('device_id')
+    .where('rollout_id', '=', rollout.id)
+    .where('stage', '=', rollout.stage)
+    .where('status', '=', 'timed-out')
+    .execute()
+  if (timedOut.length === 0) return 0
+  const active = new Set(
+    (await listDevices(tx, rollout.organizationId))
+      .filter((device) => device.status === 'active')
+      .map((device) => device.id),
+  )
+  const deviceIds = timedOut.map((row) => row.device_id).filter((id) => active.has(id))
+  for (let start = 0; start < deviceIds.length; start += 200) {
+    await tx
+      .updateTable('rollout_devices')
+      .set({ status: 'pending', reason: null, updated_at: now.toISOString() })
+      .where('rollout_id', '=', rollout.id)
+      .where('status', '=', 'timed-out')
+      .where('device_id', 'in', deviceIds.slice(start, start + 200))
+      .execute()
+  }
+  return deviceIds.length
 }
 
 /** Ends a running or paused rollout for good: no device is offered its release any more. */

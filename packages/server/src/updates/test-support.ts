@@ -44,11 +44,18 @@ export class OfflineSigner {
 
   constructor(readonly online: OnlineKeys) {}
 
-  /** Root metadata for `version` over the current keys, signed by `signers` (default: all). */
-  root(version: number, signers: GeneratedTufKey[] = this.rootKeys): Uint8Array {
+  /**
+   * Root metadata for `version` over the current keys, signed by `signers` (default: all),
+   * expiring at `expires` (default: in a year).
+   */
+  root(
+    version: number,
+    signers: GeneratedTufKey[] = this.rootKeys,
+    expires = new Date(Date.now() + year),
+  ): Uint8Array {
     const signed: RootSigned = buildRoot({
       version,
-      expires: new Date(Date.now() + year),
+      expires,
       rootKeys: this.rootKeys.map((key) => key.publicKey),
       rootThreshold: this.rootThreshold,
       targetsKeys: this.targetsKeys.map((key) => key.publicKey),
@@ -63,10 +70,14 @@ export class OfflineSigner {
     )
   }
 
-  /** The next targets metadata with `release` added, signed by `signers` (default: targets). */
+  /**
+   * The next targets metadata with `release` added, signed by `signers` (default: targets),
+   * expiring at `release.expires` (default: in a year).
+   */
   release(
     release: Omit<ReleaseInput, 'expires' | 'fields'> & {
       fields?: Partial<ReleaseInput['fields']>
+      expires?: Date
     },
     signers: GeneratedTufKey[] = this.targetsKeys,
   ): { file: string; bytes: Uint8Array } {
@@ -80,7 +91,7 @@ export class OfflineSigner {
         notes: 'Fixes alarm latency.',
         ...release.fields,
       },
-      expires: new Date(Date.now() + year),
+      expires: release.expires ?? new Date(Date.now() + year),
     })
     this.targets = signMetadata(
       signed,

@@ -235,7 +235,7 @@ export function checkThreshold(
       'ERR_SIGNATURE_INVALID',
       `${what} is signed by ${valid.size} of the ${threshold} ${role} keys of root version ` +
         `${root.version} it needs`,
-      { details: { role, valid: valid.size, threshold, rootVersion: root.version } },
+      { details: { file: what, role, valid: valid.size, threshold, rootVersion: root.version } },
     )
   }
 }

@@ -8,6 +8,7 @@ import type { Transaction } from '../store/index.js'
 import { findOrganization, findOrganizationById, type Organization } from '../tenancy/index.js'
 import type { Ward } from '../ward.js'
 import {
+  currentTargets,
   ensureRepository,
   publishRepository,
   readMetadataFile,
@@ -76,9 +77,28 @@ export class Updates {
   /**
    * Checks and publishes what was signed offline (see `publishRepository`): new roots, new
    * targets and their images and releases, then a snapshot and timestamp signed online. Each
-   * root, the targets, each release and each online signature is an audit event.
+   * root, the targets, each release and each online signature is an audit event. A refused
+   * publication stores nothing and is audited, in a transaction of its own, as a security
+   * alert naming the files it carried, what was refused and the error code.
    */
   async publish(
+    context: OperationContext,
+    slug: string,
+    bundle: PublishBundle,
+  ): Promise<PublishResult> {
+    try {
+      return await this.#publish(context, slug, bundle)
+    } catch (error) {
+      if (!(error instanceof WardError)) throw error
+      if (error.code === 'ERR_ORGANIZATION_NOT_FOUND' || error.code === 'ERR_STORE_UNAVAILABLE') {
+        throw error
+      }
+      await this.#act(context, slug, async () => [undefined, [refusedPublication(bundle, error)]])
+      throw error
+    }
+  }
+
+  async #publish(
     context: OperationContext,
     slug: string,
     bundle: PublishBundle,
@@ -259,6 +279,39 @@ export class Updates {
   }
 }
 
+type AuditEntity = NonNullable<AuditEventInput['entity']>[number]
+
+// Signed metadata that fails Ward's checks is what a stolen or rogue key, a tampered image or a
+// rollback looks like, so a refusal is a security alert. It names the bundle's metadata files,
+// marking the one or the target the error names as refused, never their content.
+function refusedPublication(bundle: PublishBundle, error: WardError): AuditEventInput {
+  const { file, target } = error.details
+  const files: [string, 'root' | 'targets'][] = [
+    ...[...bundle.roots.keys()]
+      .sort((a, b) => a - b)
+      .map((version): [string, 'root'] => [`${version}.root.json`, 'root']),
+    ...(bundle.targets === undefined
+      ? []
+      : [[bundle.targets.file, 'targets'] as [string, 'targets']]),
+  ]
+  const entity: AuditEntity[] = files.map(([name, role]) => ({
+    type: 'tuf-metadata',
+    what: name.slice(0, 200),
+    detail: { role, refused: name === file },
+  }))
+  if (typeof target === 'string') {
+    entity.push({ type: 'firmware-target', what: target.slice(0, 200), detail: { refused: true } })
+  }
+  return {
+    type: auditEventTypes.securityAlert,
+    operation: 'update-repository.publish',
+    action: 'C',
+    outcome: '4',
+    outcomeDescription: error.code,
+    entity,
+  }
+}
+
 function metadataEvent(operation: string, role: string, version: number): AuditEventInput {
   return {
     type: auditEventTypes.applicationActivity,
@@ -268,7 +321,10 @@ function metadataEvent(operation: string, role: string, version: number): AuditE
   }
 }
 
-/** The organization's releases, newest first. */
+/**
+ * The organization's releases, newest first; those the newest signed targets no longer list
+ * are marked withdrawn.
+ */
 export async function listReleases(tx: Transaction, organizationId: string): Promise<Release[]> {
   const rows = await tx
     .selectFrom('firmware_releases')
@@ -276,10 +332,14 @@ export async function listReleases(tx: Transaction, organizationId: string): Pro
     .where('organization_id', '=', organizationId)
     .orderBy('created_at', 'desc')
     .execute()
-  return rows.map(releaseOf)
+  const listed = (await currentTargets(tx, organizationId))?.names
+  return rows.map((row) => releaseOf(row, listed))
 }
 
-/** Release `id` of the organization; `ERR_RELEASE_NOT_FOUND` otherwise. */
+/**
+ * Release `id` of the organization, marked withdrawn when the newest signed targets no longer
+ * list it; `ERR_RELEASE_NOT_FOUND` when there is none such.
+ */
 export async function findRelease(
   tx: Transaction,
   organizationId: string,
@@ -296,7 +356,37 @@ export async function findRelease(
       details: { release: id },
     })
   }
-  return releaseOf(row)
+  return releaseOf(row, (await currentTargets(tx, organizationId))?.names)
+}
+
+/**
+ * The firmware version each device of the organization last reported running, by device id:
+ * after its newest install report, the release's version when it installed, otherwise the
+ * version it reported running before (a failed or rolled-back install leaves it there).
+ * Devices that never reported are absent.
+ */
+export async function reportedVersions(
+  tx: Transaction,
+  organizationId: string,
+): Promise<Map<string, string>> {
+  const rows = await tx
+    .selectFrom('firmware_reports')
+    .innerJoin('firmware_releases', 'firmware_releases.id', 'firmware_reports.release_id')
+    .select([
+      'firmware_reports.device_id as deviceId',
+      'firmware_reports.outcome as outcome',
+      'firmware_reports.from_version as fromVersion',
+      'firmware_releases.version as version',
+    ])
+    .where('firmware_reports.organization_id', '=', organizationId)
+    .orderBy('firmware_reports.reported_at')
+    .orderBy('firmware_reports.id')
+    .execute()
+  const versions = new Map<string, string>()
+  for (const row of rows) {
+    versions.set(row.deviceId, row.outcome === 'installed' ? row.version : row.fromVersion)
+  }
+  return versions
 }
 
 /** A device's install report, as recorded. */
@@ -335,21 +425,24 @@ export async function listInstallReports(
   }))
 }
 
-function releaseOf(row: {
-  id: string
-  organization_id: string
-  target_name: string
-  version: string
-  min_version: string
-  models: string
-  hardware_revisions: string
-  notes: string
-  image_sha256: string
-  length: number
-  sbom: Uint8Array | null
-  targets_version: number
-  created_at: string
-}): Release {
+function releaseOf(
+  row: {
+    id: string
+    organization_id: string
+    target_name: string
+    version: string
+    min_version: string
+    models: string
+    hardware_revisions: string
+    notes: string
+    image_sha256: string
+    length: number
+    sbom: Uint8Array | null
+    targets_version: number
+    created_at: string
+  },
+  listed: ReadonlySet<string> | undefined,
+): Release {
   return {
     id: row.id,
     organizationId: row.organization_id,
@@ -363,6 +456,7 @@ function releaseOf(row: {
     length: Number(row.length),
     hasSbom: row.sbom !== null,
     targetsVersion: Number(row.targets_version),
+    withdrawn: listed !== undefined && !listed.has(row.target_name),
     createdAt: row.created_at,
   }
 }

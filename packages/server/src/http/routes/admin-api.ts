@@ -89,6 +89,8 @@ const ReleaseOut = Type.Object({
   sha256: Type.String(),
   length: Type.Integer(),
   hasSbom: Type.Boolean(),
+  /** The newest signed targets no longer list it: no rollout can take it. */
+  withdrawn: Type.Boolean(),
   createdAt: Type.String(),
 })
 const RolloutOut = Type.Object({
@@ -163,6 +165,7 @@ function releaseOut(release: Release) {
     sha256: release.sha256,
     length: release.length,
     hasSbom: release.hasSbom,
+    withdrawn: release.withdrawn,
     createdAt: release.createdAt,
   }
 }
