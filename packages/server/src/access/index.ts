@@ -48,6 +48,7 @@ export {
   type ResourceType,
 } from './policy.js'
 export {
+  isPatientPerson,
   isRole,
   privilegedRoles,
   roles,

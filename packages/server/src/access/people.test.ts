@@ -583,6 +583,64 @@ for (const { dialect, skip } of dialects) {
       )
     })
 
+    test("a patient's own sign-in, failures and password are audited without their network address", async () => {
+      const patient = await ward.fleet.createPatient(admin, 'clinic', {
+        name: { family: 'Addresstest', given: ['Pia'] },
+        birthDate: '1971-07-07',
+      })
+      const created = await people.createUser(admin, {
+        organizationId: clinic.id,
+        loginName: 'pia.patient',
+        roles: ['patient'],
+        patientPseudonym: patient.pseudonym,
+      })
+      await person('addr.clinician', ['clinician'])
+      const home = '203.0.113.77'
+      const workplace = '192.0.2.177'
+      const before = (await auditEvents()).length
+
+      await people.completeSetup(caller(home), created.setupToken, password)
+      await rejectsWith(
+        people.signIn(caller(home), 'pia.patient', 'not the password at all'),
+        'ERR_UNAUTHENTICATED',
+      )
+      const state = await signedIn('pia.patient', home)
+      await people.signOut(caller(home), state)
+      await rejectsWith(
+        people.signIn(caller(workplace), 'addr.clinician', 'not the password at all'),
+        'ERR_UNAUTHENTICATED',
+      )
+      await signedIn('addr.clinician', workplace)
+      await rejectsWith(
+        people.signIn(caller(workplace), 'no.such.person', 'not the password at all'),
+        'ERR_UNAUTHENTICATED',
+      )
+
+      const events = (await auditEvents()).slice(before).map(
+        (event) =>
+          JSON.parse(event.body) as {
+            subtype: { code: string }
+            outcome: string
+            agent: { who: string; network?: { address: string } }[]
+          },
+      )
+      const patientEvents = events.filter((event) => event.agent[0]?.who === created.user.id)
+      assert.deepEqual(
+        patientEvents.map((event) => `${event.subtype.code} ${event.outcome}`).sort(),
+        ['user.password.set 0', 'user.sign-in 0', 'user.sign-in 4', 'user.sign-out 0'],
+      )
+      for (const event of patientEvents) assert.equal(event.agent[0]?.network, undefined)
+      assert.ok(!events.some((event) => JSON.stringify(event).includes(home)))
+
+      // The workforce's address is kept, and so is that of a sign-in naming nobody.
+      const workforce = events.filter((event) => event.agent[0]?.network?.address === workplace)
+      assert.deepEqual(
+        workforce.map((event) => `${event.subtype.code} ${event.outcome}`),
+        ['user.sign-in 4', 'user.sign-in 0', 'user.sign-in 4'],
+      )
+      assert.equal(workforce.at(-1)?.agent[0]?.who, 'unknown-account')
+    })
+
     test('no audit event carries a password, token, secret or unknown login name', async () => {
       const created = await people.createUser(admin, {
         organizationId: clinic.id,

@@ -29,7 +29,13 @@ import {
   verifyPassword,
 } from './password-hashing.js'
 import { checkNewPassword, maximumPasswordLength } from './password-policy.js'
-import { privilegedRoles, type Principal, type Role, type RoleGrant } from './principal.js'
+import {
+  isPatientPerson,
+  privilegedRoles,
+  type Principal,
+  type Role,
+  type RoleGrant,
+} from './principal.js'
 import { redeemRecoveryCode, replaceRecoveryCodes } from './recovery-codes.js'
 import {
   issueApiToken,
@@ -357,7 +363,7 @@ export class People {
         )
         .execute()
       await endAllSessions(tx, preview.id, now)
-      const context = this.#callerContext(caller, preview.id)
+      const context = this.#callerContext(caller, preview)
       await this.#revokeAllApiTokens(tx, preview, context, now)
       await this.#audit(tx, preview, context, userEvent('user.password.set', 'U', preview.id))
     })
@@ -451,7 +457,7 @@ export class People {
         this.limits,
         now,
       )
-      await this.#audit(tx, user, this.#callerContext(caller, user.id), {
+      await this.#audit(tx, user, this.#callerContext(caller, user), {
         type: auditEventTypes.userAuthentication,
         operation: 'user.sign-in',
         action: 'E',
@@ -529,7 +535,7 @@ export class People {
   async signOut(caller: Caller, state: SessionState): Promise<void> {
     await this.#ward.store.transaction(async (tx) => {
       await endSession(tx, state.session.id, this.#clock())
-      await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+      await this.#audit(tx, state.user, this.#callerContext(caller, state.user), {
         type: auditEventTypes.userAuthentication,
         operation: 'user.sign-out',
         action: 'E',
@@ -546,7 +552,7 @@ export class People {
     return this.#ward.store.transaction(async (tx) => {
       const now = this.#clock()
       const ended = await endAllSessions(tx, state.user.id, now)
-      const context = this.#callerContext(caller, state.user.id)
+      const context = this.#callerContext(caller, state.user)
       await this.#revokeAllApiTokens(tx, state.user, context, now)
       await this.#audit(tx, state.user, context, {
         type: auditEventTypes.userAuthentication,
@@ -609,7 +615,7 @@ export class People {
       await this.#audit(
         tx,
         state.user,
-        this.#callerContext(caller, state.user.id),
+        this.#callerContext(caller, state.user),
         userEvent('user.mfa.totp.start', 'C', state.user.id, {
           credential: enrollment.credentialId,
         }),
@@ -671,7 +677,7 @@ export class People {
   ): Promise<string[]> {
     requireStage(state, ['complete'])
     const now = this.#clock()
-    const context = this.#callerContext(caller, state.user.id)
+    const context = this.#callerContext(caller, state.user)
     if ((await this.#factorsOf(this.#ward.store.db, state.user.id)).length === 0) {
       throw new WardError('ERR_INPUT_INVALID', 'enroll an authenticator before recovery codes')
     }
@@ -769,7 +775,7 @@ export class People {
         },
         this.#clock(),
       )
-      await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+      await this.#audit(tx, state.user, this.#callerContext(caller, state.user), {
         type: auditEventTypes.securityAlert,
         operation: 'api-token.issue',
         action: 'C',
@@ -796,7 +802,7 @@ export class People {
     requireStage(state, ['complete'])
     await this.#ward.store.transaction(async (tx) => {
       await revokeApiToken(tx, state.user.id, tokenId, this.#clock())
-      await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+      await this.#audit(tx, state.user, this.#callerContext(caller, state.user), {
         type: auditEventTypes.securityAlert,
         operation: 'api-token.revoke',
         action: 'D',
@@ -852,7 +858,7 @@ export class People {
     enroll: (tx: Transaction, now: Date) => Promise<string>,
   ): Promise<MfaEnrolled> {
     const now = this.#clock()
-    const context = this.#callerContext(caller, state.user.id)
+    const context = this.#callerContext(caller, state.user)
     const operation = `user.mfa.${factor}.enroll`
     try {
       const hadFactorBefore = (await this.#factorsOf(this.#ward.store.db, state.user.id)).length > 0
@@ -976,7 +982,7 @@ export class People {
   ): Promise<RotatedSession> {
     requireStage(state, ['second-factor'])
     const now = this.#clock()
-    const context = this.#callerContext(caller, state.user.id)
+    const context = this.#callerContext(caller, state.user)
     await this.#ward.store.transaction((tx) => checkSecondFactorThrottle(tx, state.user.id, now))
     try {
       return await this.#ward.store.transaction(async (tx) => {
@@ -1019,7 +1025,7 @@ export class People {
 
   async #auditSignInFailure(caller: Caller, user: User | undefined, reason: string): Promise<void> {
     await this.#ward.store.transaction(async (tx) => {
-      const context = this.#callerContext(caller, user?.id ?? 'unknown-account')
+      const context = this.#callerContext(caller, user)
       const event: AuditEventInput = {
         type: auditEventTypes.userAuthentication,
         operation: 'user.sign-in',
@@ -1055,9 +1061,19 @@ export class People {
     )
   }
 
-  #callerContext(caller: Caller, userId: string): OperationContext {
+  /**
+   * The context of a person's own step (sign-in, password, MFA, tokens), or of a sign-in
+   * under a login name that names nobody (`user` undefined). The audit event records the
+   * caller's address unless the person is a patient: see `recordedAddress`.
+   */
+  #callerContext(caller: Caller, user: User | undefined): OperationContext {
     return {
-      actor: { type: 'user', id: userId, address: caller.address },
+      actor: {
+        type: 'user',
+        id: user?.id ?? 'unknown-account',
+        address: caller.address,
+        ...(user !== undefined && isPatientPerson(user) ? { patient: true } : {}),
+      },
       requestId: caller.requestId,
       purposeOfUse: 'HSYSADMIN',
       policyRule: 'authentication',

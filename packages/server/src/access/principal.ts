@@ -34,6 +34,21 @@ export const privilegedRoles: ReadonlySet<Role> = new Set<Role>([
   'auditor',
 ])
 
+/**
+ * True when the person is a patient: linked to a patient record or holding the `patient` role
+ * (which needs the link, and which a link outlives when revoked). Audit events never record a
+ * patient's network address, whatever role they act in.
+ */
+export function isPatientPerson(person: {
+  readonly patientPseudonym?: string | null
+  readonly grants?: readonly RoleGrant[]
+}): boolean {
+  return (
+    (person.patientPseudonym !== undefined && person.patientPseudonym !== null) ||
+    (person.grants ?? []).some((grant) => grant.role === 'patient')
+  )
+}
+
 export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (roles as readonly string[]).includes(value)
 }

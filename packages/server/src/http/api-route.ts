@@ -5,6 +5,7 @@ import { WardError } from '@ward/core'
 
 import {
   decide,
+  isPatientPerson,
   isPurposeOfUse,
   purposesOfUse,
   type Access,
@@ -302,8 +303,8 @@ export function registerApiRoutes(
               type: 'user',
               id: principal.userId,
               ...(decision.role === undefined ? {} : { role: decision.role }),
-              // A patient's address identifies them; the workforce's is kept for accountability.
-              ...(decision.role === 'patient' ? {} : { address: request.ip }),
+              address: request.ip,
+              ...(isPatientPerson(principal) ? { patient: true } : {}),
             },
             requestId: request.id,
             purposeOfUse,
