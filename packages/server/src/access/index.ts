@@ -36,6 +36,7 @@ export {
   actions,
   decide,
   isPurposeOfUse,
+  mfaWaivedSuffix,
   noFacts,
   permissionTable,
   purposesOfUse,

@@ -245,9 +245,10 @@ function ask(
   action: Action,
   purposeOfUse: PurposeOfUse,
   situation: Situation,
+  mfa: 'required' | 'off' = 'required',
 ) {
   const { resource, facts } = situations[situation]
-  return decide({ principal: who, action, resource, purposeOfUse, facts })
+  return decide({ principal: who, action, resource, purposeOfUse, facts, mfa })
 }
 
 describe('access policy', () => {
@@ -366,6 +367,44 @@ describe('access policy', () => {
     const both = principal(['clinician', 'org-admin'], { mfaVerified: false })
     assert.equal(
       ask(both, 'observation.read', 'TREAT', 'care-team-patient').rule,
+      'deny.mfa-required',
+    )
+  })
+
+  test('WARD_AUTH_MFA=off waives the second factor for privileged roles, naming the waiver in the rule', () => {
+    for (const role of roles) {
+      const unverified = principal(role, { mfaVerified: false })
+      for (const action of actions) {
+        for (const purpose of purposesOfUse) {
+          for (const situation of allSituations) {
+            const required = ask(principal(role), action, purpose, situation)
+            const waived = ask(unverified, action, purpose, situation, 'off')
+            if (privilegedRoles.has(role) && required.allowed) {
+              assert.deepEqual(waived, {
+                ...required,
+                rule: `${required.rule}+mfa-waived-by-configuration`,
+              })
+            } else {
+              // Refusals, and people no second factor is asked of, are decided as ever.
+              assert.deepEqual(waived, required)
+            }
+            // A verified session needs no waiver, and the setting changes nothing for it.
+            assert.deepEqual(ask(principal(role), action, purpose, situation, 'off'), required)
+          }
+        }
+      }
+    }
+    const adminToken = principal('org-admin', {
+      method: 'api-token',
+      mfaVerified: false,
+      scopes: ['device:list'],
+    })
+    assert.equal(
+      ask(adminToken, 'device.list', 'HSYSADMIN', 'organization', 'off').rule,
+      'org-admin.administration+mfa-waived-by-configuration',
+    )
+    assert.equal(
+      ask(adminToken, 'device.list', 'HSYSADMIN', 'organization').rule,
       'deny.mfa-required',
     )
   })

@@ -122,7 +122,16 @@ export interface AccessRequest {
   readonly resource: Resource
   readonly purposeOfUse: PurposeOfUse
   readonly facts: AccessFacts
+  /**
+   * The `WARD_AUTH_MFA` setting. `required`: a privileged role acts only on a credential that
+   * passed a second factor. `off` (development only; production refuses to start with it)
+   * waives that, and every decision it changes says so in its rule.
+   */
+  readonly mfa: 'required' | 'off'
 }
+
+/** Appended to the rule of an allowed decision that needed MFA waived by `WARD_AUTH_MFA=off`. */
+export const mfaWaivedSuffix = '+mfa-waived-by-configuration'
 
 /** The policy's answer: allowed or not, the rule that decided, and the role it was decided on. */
 export interface AccessDecision {
@@ -425,7 +434,10 @@ const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permiss
  * 1. `deny.unauthenticated` — no principal.
  * 2. `deny.mfa-required` — the principal holds a privileged role (in any organization) and
  *    this credential has not passed a second factor. API tokens never have, so a token acting
- *    for a person with a privileged role is refused everything here.
+ *    for a person with a privileged role is refused everything here. With `mfa: 'off'` this
+ *    check is waived, and an allowed decision it would have refused names its rule with
+ *    {@link mfaWaivedSuffix} (`org-admin.administration+mfa-waived-by-configuration`), so the
+ *    audit trail shows every action taken without the second factor.
  * 3. `deny.token-scope` — an API token whose scopes include neither the action nor a scope
  *    standing for it (`fhir:read`, `fhir:audit`).
  * 4. `deny.no-grant` — no role in the resource's organization (or, for platform resources, no
@@ -439,14 +451,16 @@ const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permiss
  *    break-glass for a patient the clinician's care teams already have.
  * 8. `deny.role` — none of the principal's roles there may do the action.
  *
- * An allowed decision names `<role>.<rule>`, e.g. `clinician.emergency-access`.
+ * An allowed decision names `<role>.<rule>`, e.g. `clinician.emergency-access`, followed by
+ * {@link mfaWaivedSuffix} when the MFA requirement was waived for it.
  */
 export function decide(request: AccessRequest): AccessDecision {
   const { principal, action, resource, purposeOfUse, facts } = request
   if (principal === undefined) return deny('deny.unauthenticated')
-  if (!principal.mfaVerified && principal.grants.some((grant) => privilegedRoles.has(grant.role))) {
-    return deny('deny.mfa-required')
-  }
+  const lacksMfa =
+    !principal.mfaVerified && principal.grants.some((grant) => privilegedRoles.has(grant.role))
+  if (lacksMfa && request.mfa !== 'off') return deny('deny.mfa-required')
+  const suffix = lacksMfa ? mfaWaivedSuffix : ''
   if (principal.method === 'api-token' && !tokenMayDo(principal.scopes ?? [], action)) {
     return deny('deny.token-scope')
   }
@@ -471,7 +485,9 @@ export function decide(request: AccessRequest): AccessDecision {
         continue
       }
       const scoped = inScope(permission.scope, principal, resource, facts)
-      if (scoped === true) return { allowed: true, rule: `${role}.${permission.name}`, role }
+      if (scoped === true) {
+        return { allowed: true, rule: `${role}.${permission.name}${suffix}`, role }
+      }
       refusal = scoped
     }
   }

@@ -22,8 +22,9 @@ export type Role = (typeof roles)[number]
 
 /**
  * Roles that may change configuration, keys, people or devices, or read audit evidence. Each
- * of them requires a second factor: a person holding one cannot act until MFA is enrolled,
- * and no configuration can turn that off.
+ * of them requires a second factor: a person holding one cannot act until MFA is enrolled.
+ * Only `WARD_AUTH_MFA=off`, which production refuses to start with, waives that, and the
+ * policy names the waiver in the rule of every decision it changes.
  */
 export const privilegedRoles: ReadonlySet<Role> = new Set<Role>([
   'org-admin',

@@ -273,6 +273,7 @@ export function registerApiRoutes(
           resource: resolved.resource,
           purposeOfUse,
           facts,
+          mfa: ward.config.auth.mfa,
         })
         if (!decision.allowed) {
           request.log.warn(

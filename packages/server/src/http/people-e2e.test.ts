@@ -230,4 +230,56 @@ for (const { dialect, skip } of dialects) {
         assert.equal(logs.includes(secret), false, 'a secret in the log')
     })
   })
+
+  describe(`people over the API with WARD_AUTH_MFA=off on ${dialect}`, { skip }, () => {
+    const fixture = new AccessFixture()
+
+    before(async () => {
+      await fixture.start(dialect, { authenticate: null, environment: { WARD_AUTH_MFA: 'off' } })
+    })
+    after(async () => {
+      await fixture.stop()
+    })
+
+    const call = (method: string, path: string, token?: string, body?: unknown) =>
+      fixture.call(
+        method,
+        path,
+        undefined,
+        body,
+        token === undefined ? {} : { authorization: `Bearer ${token}` },
+      )
+
+    test('a privileged person acts without a second factor, and each action says MFA was waived', async () => {
+      const ward = fixture.running.ward
+      const created = await ward.people.createUser(systemContext('test'), {
+        organizationId: fixture.alpha.id,
+        loginName: 'dev.admin',
+        roles: ['org-admin'],
+      })
+      const setupToken = created.setupToken
+      assert.equal(
+        (await call('POST', '/auth/setup', undefined, { setupToken, password })).status,
+        204,
+      )
+      const signIn = await call('POST', '/auth/sign-in', undefined, {
+        login: 'dev.admin',
+        password,
+        mode: 'bearer',
+      })
+      const session = signIn.json as { stage: string; token: string }
+      assert.equal(session.stage, 'complete')
+
+      const team = await call('POST', '/v1/organizations/alpha/care-teams', session.token, {
+        name: 'Development team',
+      })
+      assert.equal(team.status, 201, team.text)
+      const event = (await fixture.auditEvents('alpha')).at(-1)
+      assert.equal(event?.subtype.code, 'care-team.create')
+      assert.deepEqual(event?.policy, {
+        decision: 'permit',
+        rule: 'org-admin.administration+mfa-waived-by-configuration',
+      })
+    })
+  })
 }

@@ -478,6 +478,7 @@ async function identityAllowed(call: RouteCall<unknown, unknown, unknown>): Prom
     resource: call.resolved.resource,
     purposeOfUse: call.context.purposeOfUse as PurposeOfUse,
     facts,
+    mfa: call.ward.config.auth.mfa,
   }).allowed
 }
 
