@@ -533,6 +533,30 @@ for (const { dialect, skip } of dialects) {
       assert.equal(await people.resolveApiToken(issued.token), undefined)
     })
 
+    test('API tokens are refused to a person holding a privileged role, who could never use one', async () => {
+      await person('token.officer', ['privacy-officer'])
+      const enrolling = await signedIn('token.officer')
+      const enrollment = await people.startTotpEnrollment(caller(), enrolling)
+      const enrolled = await people.confirmTotp(
+        caller(),
+        enrolling,
+        totpCode(enrollment.secret, now),
+      )
+      const state = (await people.resumeSession(enrolled.session?.token ?? '')) as SessionState
+      assert.equal(state.mfaVerified, true)
+      const refused = await rejectsWith(
+        people.issueApiToken(caller(), state, {
+          label: 'siem',
+          scopes: ['audit-log:read'],
+          days: 1,
+        }),
+        'ERR_ACCESS_DENIED',
+      )
+      assert.match(String(refused), /privileged role.*second factor.*never passes/)
+      assert.deepEqual(await people.listApiTokens(state), [])
+      advance(30_000)
+    })
+
     test('disabling a person ends their sessions and tokens and refuses their sign-in', async () => {
       const userId = await person('leaving.user', ['clinician'])
       const state = await signedIn('leaving.user')
@@ -660,8 +684,9 @@ for (const { dialect, skip } of dialects) {
       const state = (await people.resumeSession(signIn.token)) as SessionState
       const enrollment = await people.startTotpEnrollment(caller(), state)
       const enrolled = await people.confirmTotp(caller(), state, totpCode(enrollment.secret, now))
-      const complete = (await people.resumeSession(enrolled.session?.token ?? '')) as SessionState
-      const apiToken = await people.issueApiToken(caller(), complete, {
+      assert.ok((await people.resumeSession(enrolled.session?.token ?? '')) !== undefined)
+      await person('scan.clinician', ['clinician'])
+      const apiToken = await people.issueApiToken(caller(), await signedIn('scan.clinician'), {
         label: 'scan',
         scopes: ['device:list'],
         days: 1,

@@ -751,13 +751,26 @@ export class People {
 
   // ---- API tokens ----
 
-  /** Issues an API token for the signed-in person. Audited as `api-token.issue`. */
+  /**
+   * Issues an API token for the signed-in person. Audited as `api-token.issue`. Refused to a
+   * person holding a privileged role while MFA is required: the policy allows such a role
+   * only what a second factor was passed for, which a token never is, so the token could do
+   * nothing.
+   */
   async issueApiToken(
     caller: Caller,
     state: SessionState,
     input: { readonly label: string; readonly scopes: readonly string[]; readonly days: number },
   ): Promise<{ token: string; record: ApiTokenRecord }> {
     requireStage(state, ['complete'])
+    if (this.#mfaRequired && isPrivileged(state.grants)) {
+      throw new WardError(
+        'ERR_ACCESS_DENIED',
+        'API tokens are not issued to a person holding a privileged role: the role needs a ' +
+          'second factor (MFA), which a token never passes, so the token could do nothing',
+        { details: { rule: 'deny.mfa-required' } },
+      )
+    }
     const maxDays = this.#ward.config.auth.apiTokenMaxDays
     if (!Number.isInteger(input.days) || input.days < 1 || input.days > maxDays) {
       throw new WardError('ERR_INPUT_INVALID', `days must be a whole number from 1 to ${maxDays}`, {
