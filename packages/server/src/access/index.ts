@@ -34,6 +34,7 @@ export {
 } from './care-teams.js'
 export {
   actions,
+  credentialRefusal,
   decide,
   isPurposeOfUse,
   mfaWaivedSuffix,

@@ -260,7 +260,8 @@ for (const { dialect, skip } of dialects) {
       await person('security.officer', ['security-officer'])
       const state = await signedIn('security.officer')
       assert.equal(state.stage, 'mfa-enrollment')
-      assert.equal(people.principalOf(state), undefined)
+      // Known, so a principal, but one the policy refuses everything until it enrolls.
+      assert.equal(people.principalOf(state)?.mfaEnrollmentPending, true)
       await rejectsWith(
         people.issueApiToken(caller(), state, { label: 'x', scopes: ['audit-log:read'], days: 1 }),
         'ERR_ACCESS_DENIED',
@@ -284,9 +285,11 @@ for (const { dialect, skip } of dialects) {
       await people.grantRole(admin, userId, 'org-admin')
       const state = (await people.resumeSession(result.token)) as SessionState
       assert.equal(state.stage, 'mfa-enrollment')
-      assert.equal(people.principalOf(state), undefined)
+      assert.equal(people.principalOf(state)?.mfaEnrollmentPending, true)
       await people.revokeRole(admin, userId, 'org-admin')
-      assert.equal(((await people.resumeSession(result.token)) as SessionState).stage, 'complete')
+      const demoted = (await people.resumeSession(result.token)) as SessionState
+      assert.equal(demoted.stage, 'complete')
+      assert.equal(people.principalOf(demoted)?.mfaEnrollmentPending, undefined)
     })
 
     test('TOTP completes sign-in once per time step; a replayed code is refused', async () => {

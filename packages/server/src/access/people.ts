@@ -521,13 +521,19 @@ export class People {
     })
   }
 
-  /** The principal of a session state that may act; undefined while a stage is pending. */
+  /**
+   * The principal of a session state: the person, once sign-in is complete; at stage
+   * `mfa-enrollment`, the person marked `mfaEnrollmentPending`, whom the policy refuses
+   * everything (`deny.mfa-required`, 403) until they enroll; undefined while the second factor
+   * is still to be given, since sign-in is not finished (401).
+   */
   principalOf(state: SessionState): Principal | undefined {
-    if (state.stage !== 'complete') return undefined
+    if (state.stage === 'second-factor') return undefined
     return principalOf(state.user, state.grants, {
       method: 'session',
       mfaVerified: state.mfaVerified,
       credentialId: state.session.id,
+      ...(state.stage === 'mfa-enrollment' ? { mfaEnrollmentPending: true } : {}),
     })
   }
 
@@ -1133,6 +1139,7 @@ function principalOf(
     mfaVerified: boolean
     credentialId: string
     scopes?: readonly string[]
+    mfaEnrollmentPending?: boolean
   },
 ): Principal {
   return {
@@ -1142,6 +1149,7 @@ function principalOf(
     ...(user.patientPseudonym === null ? {} : { patientPseudonym: user.patientPseudonym }),
     method: credential.method,
     mfaVerified: credential.mfaVerified,
+    ...(credential.mfaEnrollmentPending === true ? { mfaEnrollmentPending: true } : {}),
     ...(credential.scopes === undefined ? {} : { scopes: credential.scopes }),
     credentialId: credential.credentialId,
   }

@@ -4,6 +4,7 @@ import { describe, test } from 'node:test'
 import {
   actionScope,
   actions,
+  credentialRefusal,
   decide,
   noFacts,
   permissionTable,
@@ -369,6 +370,40 @@ describe('access policy', () => {
       ask(both, 'observation.read', 'TREAT', 'care-team-patient').rule,
       'deny.mfa-required',
     )
+  })
+
+  test('a session that must enroll MFA first is refused everything, whatever its roles or the setting', () => {
+    for (const role of roles) {
+      const enrolling = principal(role, { mfaVerified: false, mfaEnrollmentPending: true })
+      for (const action of actions) {
+        for (const situation of allSituations) {
+          for (const mfa of ['required', 'off'] as const) {
+            assert.deepEqual(ask(enrolling, action, 'HSYSADMIN', situation, mfa), {
+              allowed: false,
+              rule: 'deny.mfa-required',
+            })
+          }
+        }
+      }
+    }
+  })
+
+  test('the credential alone decides the first refusals, before any resource is known', () => {
+    assert.deepEqual(credentialRefusal(undefined, 'device.list', 'required'), {
+      allowed: false,
+      rule: 'deny.unauthenticated',
+    })
+    const admin = principal('org-admin', { mfaVerified: false })
+    assert.equal(credentialRefusal(admin, 'device.list', 'required')?.rule, 'deny.mfa-required')
+    assert.equal(credentialRefusal(admin, 'device.list', 'off'), undefined)
+    const token = principal('clinician', {
+      method: 'api-token',
+      mfaVerified: false,
+      scopes: ['observation:read'],
+    })
+    assert.equal(credentialRefusal(token, 'device.list', 'required')?.rule, 'deny.token-scope')
+    assert.equal(credentialRefusal(token, 'observation.read', 'required'), undefined)
+    assert.equal(credentialRefusal(principal('clinician'), 'device.list', 'required'), undefined)
   })
 
   test('WARD_AUTH_MFA=off waives the second factor for privileged roles, naming the waiver in the rule', () => {

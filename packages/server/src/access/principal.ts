@@ -77,6 +77,12 @@ export interface Principal {
   readonly method: AuthenticationMethod
   /** True once this session passed a second factor (always false for API tokens). */
   readonly mfaVerified: boolean
+  /**
+   * True for a session that must enroll a second factor before anything else (sign-in stage
+   * `mfa-enrollment`): signed in with a password, so known, but refused everything by the
+   * policy (`deny.mfa-required`) until it enrolls one.
+   */
+  readonly mfaEnrollmentPending?: boolean
   /** For API tokens: the actions the token was issued for; absent for sessions. */
   readonly scopes?: readonly string[]
   /** Session or token id, to end it or to name it in the audit event. */

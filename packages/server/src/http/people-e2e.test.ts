@@ -90,8 +90,19 @@ for (const { dialect, skip } of dialects) {
       )
       const operator = await setUpAndSignIn('operator', first.setupToken)
       assert.equal(operator.stage, 'mfa-enrollment')
-      // Before the second factor the session is no principal: nothing under the policy.
-      assert.equal((await call('GET', '/v1/organizations', operator.token)).status, 401)
+      // Before enrolling a second factor the session is refused everything under the policy,
+      // and told why, with the same answer whether or not what it asks for exists.
+      const unenrolled = await call('GET', '/v1/organizations', operator.token)
+      assert.equal(unenrolled.status, 403, unenrolled.text)
+      assert.equal(json(unenrolled)['code'], 'ERR_ACCESS_DENIED')
+      assert.match(String(json(unenrolled)['detail']), /deny\.mfa-required: .*enroll one/)
+      const there = await call('GET', '/v1/organizations/alpha/devices', operator.token)
+      const absent = await call('GET', '/v1/organizations/no-such-org/devices', operator.token)
+      assert.equal(there.status, 403)
+      assert.deepEqual(
+        { ...json(there), requestId: undefined },
+        { ...json(absent), requestId: undefined },
+      )
       const { totp: operatorTotp } = await enrollTotp(operator.token)
 
       // A new sign-in asks for the second factor; the next time step's code passes it.
@@ -103,6 +114,8 @@ for (const { dialect, skip } of dialects) {
       assert.equal(json(again)['stage'], 'second-factor')
       const beforeTotp = json(again)['token'] as string
       secrets.add(beforeTotp)
+      // Waiting for its second factor, the session has not finished signing in.
+      assert.equal((await call('GET', '/v1/organizations', beforeTotp)).status, 401)
       const wrong = await call('POST', '/auth/sign-in/totp', beforeTotp, { code: '000000' })
       assert.equal(wrong.status, 401)
       const passed = await call('POST', '/auth/sign-in/totp', beforeTotp, {
