@@ -256,12 +256,36 @@ export class People {
     })
   }
 
-  /** A fresh setup token for `userId` (a forgotten password, a lost link). Audited. */
+  /**
+   * A fresh setup token for `userId` (a forgotten password, a lost link); any earlier one
+   * stops working. For a person who has a password this is an account reset, which whoever
+   * holds the token completes: it ends the person's sessions now (their password works until
+   * the token is used, which also revokes their API tokens), and it is audited as a Security
+   * Alert naming the sessions ended, so that a privacy or security officer reviewing the log
+   * sees every reset an admin made. Audited as `user.setup-token.issue` either way.
+   */
   async reissueSetupToken(context: OperationContext, userId: string) {
     return this.#ward.store.transaction(async (tx) => {
+      const now = this.#clock()
       const user = await findUser(tx, userId)
-      const setup = await createSetupToken(tx, user.id, this.#clock(), this.#setupTtlMs)
-      await this.#audit(tx, user, context, userEvent('user.setup-token.issue', 'U', user.id))
+      const hasPassword = await tx
+        .selectFrom('user_passwords')
+        .select('user_id')
+        .where('user_id', '=', user.id)
+        .executeTakeFirst()
+      const setup = await createSetupToken(tx, user.id, now, this.#setupTtlMs)
+      if (hasPassword === undefined) {
+        await this.#audit(tx, user, context, userEvent('user.setup-token.issue', 'U', user.id))
+        return setup
+      }
+      const ended = await endAllSessions(tx, user.id, now)
+      await this.#audit(tx, user, context, {
+        ...userEvent('user.setup-token.issue', 'U', user.id, {
+          passwordSet: 'true',
+          endedSessions: String(ended),
+        }),
+        type: auditEventTypes.securityAlert,
+      })
       return setup
     })
   }
