@@ -367,6 +367,7 @@ async function main(): Promise<void> {
         resource,
         purposeOfUse: 'TREAT',
         facts: await access.facts(principal, resource),
+        mfa: ward.config.auth.mfa,
       })
       if (!decision.allowed) throw new Error(`the bench clinician was denied: ${decision.rule}`)
       return decision.rule

@@ -5,8 +5,28 @@ export interface Actor {
   readonly type: 'operator' | 'user' | 'device' | 'system'
   readonly id: string
   readonly role?: string
-  /** Network address the request came from, when there was one. */
+  /**
+   * Network address the request came from, when there was one. Whether an audit event records
+   * it is decided by {@link recordedAddress}, not by whoever builds the actor.
+   */
   readonly address?: string
+  /**
+   * True when the acting person is a patient: linked to a patient record, whatever role they
+   * act in (every holder of the `patient` role is).
+   */
+  readonly patient?: boolean
+}
+
+/**
+ * The network address an audit event records for `actor`: the workforce's, for accountability;
+ * never a device's or a patient's, since either would locate the patient (HIPAA counts an IP
+ * address as an identifier). A failed sign-in under a login name Ward does not know keeps its
+ * address: the event names no account, so the address belongs to nobody in the log, and it is
+ * what shows a password sprayer.
+ */
+export function recordedAddress(actor: Actor): string | undefined {
+  if (actor.type === 'device' || actor.patient === true) return undefined
+  return actor.address
 }
 
 /**

@@ -69,12 +69,13 @@ export class AccessFixture {
 
   async start(
     dialect: 'sqlite' | 'postgres',
-    options: { authenticate?: Authenticate | null } = {},
+    options: { authenticate?: Authenticate | null; environment?: Record<string, string> } = {},
   ) {
     this.#directory = temporaryDirectory()
     this.#database = await freshDatabase(dialect, this.#directory.path)
     const config = testConfig(join(this.#directory.path, 'home'), this.#database.url, {
       WARD_HTTP_RATE_LIMIT_PER_MINUTE: '1000000',
+      ...options.environment,
     })
     await initializeWard(config, systemContext('test'))
     const sink = new Writable({

@@ -59,11 +59,13 @@ export async function requestSession(
 }
 
 /**
- * Authenticates a request for any of Ward's routes: the principal of a fully signed-in
- * session (cookie with CSRF, or bearer) or of a live API token; undefined for no credential,
- * an unknown, ended, idle or expired one, and for a session still waiting for its second
- * factor or for MFA enrollment. The caller answers 401 on undefined and asks the policy
- * otherwise. Throws `ERR_ACCESS_DENIED` for a cookie session without its CSRF token.
+ * Authenticates a request for any of Ward's routes: the principal of a signed-in session
+ * (cookie with CSRF, or bearer) or of a live API token; undefined for no credential, an
+ * unknown, ended, idle or expired one, and for a session still waiting for its second factor.
+ * A session that must enroll MFA first has a principal, which the policy refuses everything
+ * (`deny.mfa-required`): the person is known, and told what to do. The caller answers 401 on
+ * undefined and asks the policy otherwise. Throws `ERR_ACCESS_DENIED` for a cookie session
+ * without its CSRF token.
  */
 export async function authenticateRequest(
   request: FastifyRequest,

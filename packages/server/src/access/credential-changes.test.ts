@@ -286,6 +286,38 @@ for (const { dialect, skip } of dialects) {
       assert.ok((await auditBodies()).some((body) => body.includes('api-token.revoke-all')))
     })
 
+    test('a setup token reissued to a person with a password ends their sessions, as a security alert', async () => {
+      const userId = await person('sessions.reset')
+      const first = await people.signIn(caller(), 'sessions.reset', password)
+      const second = await people.signIn(caller(), 'sessions.reset', password)
+      await people.reissueSetupToken(admin, userId)
+      assert.equal(await people.resumeSession(first.token), undefined)
+      assert.equal(await people.resumeSession(second.token), undefined)
+      // The password still works until the new token is used.
+      assert.ok(
+        (await people.resumeSession(
+          (await people.signIn(caller(), 'sessions.reset', password)).token,
+        )) !== undefined,
+      )
+
+      const reset = (await auditBodies())
+        .map(
+          (body) =>
+            JSON.parse(body) as {
+              subtype: { code: string }
+              type: { code: string }
+              entity: { what: string; detail?: Record<string, string> }[]
+            },
+        )
+        .filter(
+          (event) =>
+            event.subtype.code === 'user.setup-token.issue' && event.entity[0]?.what === userId,
+        )
+      assert.equal(reset.length, 1)
+      assert.equal(reset[0]?.type.code, '110113')
+      assert.deepEqual(reset[0]?.entity[0]?.detail, { endedSessions: '2', passwordSet: 'true' })
+    })
+
     test('a password set through a reissued setup token revokes the API tokens', async () => {
       const userId = await person('tokens.recovered')
       const signed = await people.signIn(caller(), 'tokens.recovered', password)

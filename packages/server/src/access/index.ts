@@ -34,8 +34,10 @@ export {
 } from './care-teams.js'
 export {
   actions,
+  credentialRefusal,
   decide,
   isPurposeOfUse,
+  mfaWaivedSuffix,
   noFacts,
   permissionTable,
   purposesOfUse,
@@ -48,6 +50,7 @@ export {
   type ResourceType,
 } from './policy.js'
 export {
+  isPatientPerson,
   isRole,
   privilegedRoles,
   roles,

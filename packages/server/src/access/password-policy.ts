@@ -23,9 +23,10 @@ export function normalizePassword(password: string): string {
 /**
  * Checks a new password against Ward's rules, after SP 800-63B: a length in characters
  * (code points, after normalization) from {@link minimumPasswordLength} to
- * {@link maximumPasswordLength}; no composition rules; refused when it is a common password,
- * is built from the login name or the word "ward", or is mostly one repeated or sequential
- * run. Throws `ERR_INPUT_INVALID` naming the rule; the message never repeats the password.
+ * {@link maximumPasswordLength}; no composition rules; refused when it is a common password
+ * (ignoring case, separators, punctuation and trailing digits), is built from the login name
+ * or the word "ward", is one shorter part repeated (`iloveyouiloveyou`, `letmein-letmein`), or
+ * is mostly one repeated or sequential run. Throws `ERR_INPUT_INVALID` naming the rule; the message never repeats the password.
  */
 export function checkNewPassword(password: string, context: { loginName: string }): void {
   const normalized = normalizePassword(password)
@@ -38,6 +39,8 @@ export function checkNewPassword(password: string, context: { loginName: string 
     )
   }
 
+  // Compared ignoring case, separators and punctuation (`Pass.Word` is `password`), and again
+  // without trailing digits (`password2026!` is `password`).
   const folded = normalized.toLowerCase()
   const core = folded.replace(/[^\p{L}\p{N}]+/gu, '')
   const stripped = core.replace(/\d+$/u, '')
@@ -64,10 +67,23 @@ export function checkNewPassword(password: string, context: { loginName: string 
       'repetition',
     )
   }
+
+  if (isRepeatedPart(core) || isRepeatedPart(stripped)) {
+    throw refused(
+      'password is one shorter part typed again (like "sunsun" or "ab-ab-ab"); ' +
+        'a repeat adds almost nothing to guess, so choose words that do not repeat',
+      'repeated',
+    )
+  }
 }
 
 function refused(message: string, rule: string): WardError {
   return new WardError('ERR_INPUT_INVALID', message, { details: { field: 'password', rule } })
+}
+
+/** True when `text` is one shorter part written two or more times over: `abcabcabc`. */
+function isRepeatedPart(text: string): boolean {
+  return /^(.+?)\1+$/su.test(text)
 }
 
 function removeAll(text: string, part: string): string {

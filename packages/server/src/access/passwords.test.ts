@@ -66,6 +66,29 @@ describe('password rules', () => {
     assert.equal(refusedRule('ward-okafor-1234'), 'context')
   })
 
+  test('refuses a password that is one shorter part repeated, whatever its case or separators', () => {
+    for (const password of [
+      'passwordpassword',
+      'iloveyouiloveyou',
+      'qwertyuiopqwertyuiop',
+      'letmein-letmein-letmein',
+      'Password1Password1',
+      'Sunflower.sunflower',
+      'harbour lantern harbour lantern',
+      'bluebirdbluebird2026!',
+    ]) {
+      assert.equal(refusedRule(password), 'repeated', password)
+    }
+    // Words that recur inside a longer passphrase are not a repeat of the whole.
+    assert.equal(refusedRule('violet harbour lantern violet quietly'), undefined)
+    assert.equal(refusedRule('seven silver swans swim south slowly'), undefined)
+  })
+
+  test('checks the common list without separators, punctuation or trailing digits', () => {
+    assert.equal(refusedRule('p.a.s.s.w.o.r.d-2026!'), 'common')
+    assert.equal(refusedRule('I-Love-You 123456789'), 'common')
+  })
+
   test('refuses repeated and sequential characters', () => {
     assert.equal(refusedRule('aaaaaaaaaaaaaaaa'), 'repetition')
     assert.equal(refusedRule('abcdefghijklmnopq'), 'repetition')

@@ -218,7 +218,8 @@ export class PeopleAdministration {
   /**
    * A new one-time setup token for an active person of the organization (a lost link, a
    * forgotten password); any earlier one stops working. The person's password stays until
-   * they use the new token.
+   * the new token is used; for a person who has one, their sessions end now, and the issue is
+   * audited as a Security Alert (see `People.reissueSetupToken`).
    */
   async reissueSetupToken(
     context: OperationContext,

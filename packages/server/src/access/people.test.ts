@@ -260,7 +260,8 @@ for (const { dialect, skip } of dialects) {
       await person('security.officer', ['security-officer'])
       const state = await signedIn('security.officer')
       assert.equal(state.stage, 'mfa-enrollment')
-      assert.equal(people.principalOf(state), undefined)
+      // Known, so a principal, but one the policy refuses everything until it enrolls.
+      assert.equal(people.principalOf(state)?.mfaEnrollmentPending, true)
       await rejectsWith(
         people.issueApiToken(caller(), state, { label: 'x', scopes: ['audit-log:read'], days: 1 }),
         'ERR_ACCESS_DENIED',
@@ -284,9 +285,11 @@ for (const { dialect, skip } of dialects) {
       await people.grantRole(admin, userId, 'org-admin')
       const state = (await people.resumeSession(result.token)) as SessionState
       assert.equal(state.stage, 'mfa-enrollment')
-      assert.equal(people.principalOf(state), undefined)
+      assert.equal(people.principalOf(state)?.mfaEnrollmentPending, true)
       await people.revokeRole(admin, userId, 'org-admin')
-      assert.equal(((await people.resumeSession(result.token)) as SessionState).stage, 'complete')
+      const demoted = (await people.resumeSession(result.token)) as SessionState
+      assert.equal(demoted.stage, 'complete')
+      assert.equal(people.principalOf(demoted)?.mfaEnrollmentPending, undefined)
     })
 
     test('TOTP completes sign-in once per time step; a replayed code is refused', async () => {
@@ -533,6 +536,30 @@ for (const { dialect, skip } of dialects) {
       assert.equal(await people.resolveApiToken(issued.token), undefined)
     })
 
+    test('API tokens are refused to a person holding a privileged role, who could never use one', async () => {
+      await person('token.officer', ['privacy-officer'])
+      const enrolling = await signedIn('token.officer')
+      const enrollment = await people.startTotpEnrollment(caller(), enrolling)
+      const enrolled = await people.confirmTotp(
+        caller(),
+        enrolling,
+        totpCode(enrollment.secret, now),
+      )
+      const state = (await people.resumeSession(enrolled.session?.token ?? '')) as SessionState
+      assert.equal(state.mfaVerified, true)
+      const refused = await rejectsWith(
+        people.issueApiToken(caller(), state, {
+          label: 'siem',
+          scopes: ['audit-log:read'],
+          days: 1,
+        }),
+        'ERR_ACCESS_DENIED',
+      )
+      assert.match(String(refused), /privileged role.*second factor.*never passes/)
+      assert.deepEqual(await people.listApiTokens(state), [])
+      advance(30_000)
+    })
+
     test('disabling a person ends their sessions and tokens and refuses their sign-in', async () => {
       const userId = await person('leaving.user', ['clinician'])
       const state = await signedIn('leaving.user')
@@ -583,6 +610,64 @@ for (const { dialect, skip } of dialects) {
       )
     })
 
+    test("a patient's own sign-in, failures and password are audited without their network address", async () => {
+      const patient = await ward.fleet.createPatient(admin, 'clinic', {
+        name: { family: 'Addresstest', given: ['Pia'] },
+        birthDate: '1971-07-07',
+      })
+      const created = await people.createUser(admin, {
+        organizationId: clinic.id,
+        loginName: 'pia.patient',
+        roles: ['patient'],
+        patientPseudonym: patient.pseudonym,
+      })
+      await person('addr.clinician', ['clinician'])
+      const home = '203.0.113.77'
+      const workplace = '192.0.2.177'
+      const before = (await auditEvents()).length
+
+      await people.completeSetup(caller(home), created.setupToken, password)
+      await rejectsWith(
+        people.signIn(caller(home), 'pia.patient', 'not the password at all'),
+        'ERR_UNAUTHENTICATED',
+      )
+      const state = await signedIn('pia.patient', home)
+      await people.signOut(caller(home), state)
+      await rejectsWith(
+        people.signIn(caller(workplace), 'addr.clinician', 'not the password at all'),
+        'ERR_UNAUTHENTICATED',
+      )
+      await signedIn('addr.clinician', workplace)
+      await rejectsWith(
+        people.signIn(caller(workplace), 'no.such.person', 'not the password at all'),
+        'ERR_UNAUTHENTICATED',
+      )
+
+      const events = (await auditEvents()).slice(before).map(
+        (event) =>
+          JSON.parse(event.body) as {
+            subtype: { code: string }
+            outcome: string
+            agent: { who: string; network?: { address: string } }[]
+          },
+      )
+      const patientEvents = events.filter((event) => event.agent[0]?.who === created.user.id)
+      assert.deepEqual(
+        patientEvents.map((event) => `${event.subtype.code} ${event.outcome}`).sort(),
+        ['user.password.set 0', 'user.sign-in 0', 'user.sign-in 4', 'user.sign-out 0'],
+      )
+      for (const event of patientEvents) assert.equal(event.agent[0]?.network, undefined)
+      assert.ok(!events.some((event) => JSON.stringify(event).includes(home)))
+
+      // The workforce's address is kept, and so is that of a sign-in naming nobody.
+      const workforce = events.filter((event) => event.agent[0]?.network?.address === workplace)
+      assert.deepEqual(
+        workforce.map((event) => `${event.subtype.code} ${event.outcome}`),
+        ['user.sign-in 4', 'user.sign-in 0', 'user.sign-in 4'],
+      )
+      assert.equal(workforce.at(-1)?.agent[0]?.who, 'unknown-account')
+    })
+
     test('no audit event carries a password, token, secret or unknown login name', async () => {
       const created = await people.createUser(admin, {
         organizationId: clinic.id,
@@ -602,8 +687,9 @@ for (const { dialect, skip } of dialects) {
       const state = (await people.resumeSession(signIn.token)) as SessionState
       const enrollment = await people.startTotpEnrollment(caller(), state)
       const enrolled = await people.confirmTotp(caller(), state, totpCode(enrollment.secret, now))
-      const complete = (await people.resumeSession(enrolled.session?.token ?? '')) as SessionState
-      const apiToken = await people.issueApiToken(caller(), complete, {
+      assert.ok((await people.resumeSession(enrolled.session?.token ?? '')) !== undefined)
+      await person('scan.clinician', ['clinician'])
+      const apiToken = await people.issueApiToken(caller(), await signedIn('scan.clinician'), {
         label: 'scan',
         scopes: ['device:list'],
         days: 1,

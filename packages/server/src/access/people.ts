@@ -29,7 +29,13 @@ import {
   verifyPassword,
 } from './password-hashing.js'
 import { checkNewPassword, maximumPasswordLength } from './password-policy.js'
-import { privilegedRoles, type Principal, type Role, type RoleGrant } from './principal.js'
+import {
+  isPatientPerson,
+  privilegedRoles,
+  type Principal,
+  type Role,
+  type RoleGrant,
+} from './principal.js'
 import { redeemRecoveryCode, replaceRecoveryCodes } from './recovery-codes.js'
 import {
   issueApiToken,
@@ -250,12 +256,36 @@ export class People {
     })
   }
 
-  /** A fresh setup token for `userId` (a forgotten password, a lost link). Audited. */
+  /**
+   * A fresh setup token for `userId` (a forgotten password, a lost link); any earlier one
+   * stops working. For a person who has a password this is an account reset, which whoever
+   * holds the token completes: it ends the person's sessions now (their password works until
+   * the token is used, which also revokes their API tokens), and it is audited as a Security
+   * Alert naming the sessions ended, so that a privacy or security officer reviewing the log
+   * sees every reset an admin made. Audited as `user.setup-token.issue` either way.
+   */
   async reissueSetupToken(context: OperationContext, userId: string) {
     return this.#ward.store.transaction(async (tx) => {
+      const now = this.#clock()
       const user = await findUser(tx, userId)
-      const setup = await createSetupToken(tx, user.id, this.#clock(), this.#setupTtlMs)
-      await this.#audit(tx, user, context, userEvent('user.setup-token.issue', 'U', user.id))
+      const hasPassword = await tx
+        .selectFrom('user_passwords')
+        .select('user_id')
+        .where('user_id', '=', user.id)
+        .executeTakeFirst()
+      const setup = await createSetupToken(tx, user.id, now, this.#setupTtlMs)
+      if (hasPassword === undefined) {
+        await this.#audit(tx, user, context, userEvent('user.setup-token.issue', 'U', user.id))
+        return setup
+      }
+      const ended = await endAllSessions(tx, user.id, now)
+      await this.#audit(tx, user, context, {
+        ...userEvent('user.setup-token.issue', 'U', user.id, {
+          passwordSet: 'true',
+          endedSessions: String(ended),
+        }),
+        type: auditEventTypes.securityAlert,
+      })
       return setup
     })
   }
@@ -357,7 +387,7 @@ export class People {
         )
         .execute()
       await endAllSessions(tx, preview.id, now)
-      const context = this.#callerContext(caller, preview.id)
+      const context = this.#callerContext(caller, preview)
       await this.#revokeAllApiTokens(tx, preview, context, now)
       await this.#audit(tx, preview, context, userEvent('user.password.set', 'U', preview.id))
     })
@@ -451,7 +481,7 @@ export class People {
         this.limits,
         now,
       )
-      await this.#audit(tx, user, this.#callerContext(caller, user.id), {
+      await this.#audit(tx, user, this.#callerContext(caller, user), {
         type: auditEventTypes.userAuthentication,
         operation: 'user.sign-in',
         action: 'E',
@@ -515,13 +545,19 @@ export class People {
     })
   }
 
-  /** The principal of a session state that may act; undefined while a stage is pending. */
+  /**
+   * The principal of a session state: the person, once sign-in is complete; at stage
+   * `mfa-enrollment`, the person marked `mfaEnrollmentPending`, whom the policy refuses
+   * everything (`deny.mfa-required`, 403) until they enroll; undefined while the second factor
+   * is still to be given, since sign-in is not finished (401).
+   */
   principalOf(state: SessionState): Principal | undefined {
-    if (state.stage !== 'complete') return undefined
+    if (state.stage === 'second-factor') return undefined
     return principalOf(state.user, state.grants, {
       method: 'session',
       mfaVerified: state.mfaVerified,
       credentialId: state.session.id,
+      ...(state.stage === 'mfa-enrollment' ? { mfaEnrollmentPending: true } : {}),
     })
   }
 
@@ -529,7 +565,7 @@ export class People {
   async signOut(caller: Caller, state: SessionState): Promise<void> {
     await this.#ward.store.transaction(async (tx) => {
       await endSession(tx, state.session.id, this.#clock())
-      await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+      await this.#audit(tx, state.user, this.#callerContext(caller, state.user), {
         type: auditEventTypes.userAuthentication,
         operation: 'user.sign-out',
         action: 'E',
@@ -546,7 +582,7 @@ export class People {
     return this.#ward.store.transaction(async (tx) => {
       const now = this.#clock()
       const ended = await endAllSessions(tx, state.user.id, now)
-      const context = this.#callerContext(caller, state.user.id)
+      const context = this.#callerContext(caller, state.user)
       await this.#revokeAllApiTokens(tx, state.user, context, now)
       await this.#audit(tx, state.user, context, {
         type: auditEventTypes.userAuthentication,
@@ -609,7 +645,7 @@ export class People {
       await this.#audit(
         tx,
         state.user,
-        this.#callerContext(caller, state.user.id),
+        this.#callerContext(caller, state.user),
         userEvent('user.mfa.totp.start', 'C', state.user.id, {
           credential: enrollment.credentialId,
         }),
@@ -671,7 +707,7 @@ export class People {
   ): Promise<string[]> {
     requireStage(state, ['complete'])
     const now = this.#clock()
-    const context = this.#callerContext(caller, state.user.id)
+    const context = this.#callerContext(caller, state.user)
     if ((await this.#factorsOf(this.#ward.store.db, state.user.id)).length === 0) {
       throw new WardError('ERR_INPUT_INVALID', 'enroll an authenticator before recovery codes')
     }
@@ -745,13 +781,26 @@ export class People {
 
   // ---- API tokens ----
 
-  /** Issues an API token for the signed-in person. Audited as `api-token.issue`. */
+  /**
+   * Issues an API token for the signed-in person. Audited as `api-token.issue`. Refused to a
+   * person holding a privileged role while MFA is required: the policy allows such a role
+   * only what a second factor was passed for, which a token never is, so the token could do
+   * nothing.
+   */
   async issueApiToken(
     caller: Caller,
     state: SessionState,
     input: { readonly label: string; readonly scopes: readonly string[]; readonly days: number },
   ): Promise<{ token: string; record: ApiTokenRecord }> {
     requireStage(state, ['complete'])
+    if (this.#mfaRequired && isPrivileged(state.grants)) {
+      throw new WardError(
+        'ERR_ACCESS_DENIED',
+        'API tokens are not issued to a person holding a privileged role: the role needs a ' +
+          'second factor (MFA), which a token never passes, so the token could do nothing',
+        { details: { rule: 'deny.mfa-required' } },
+      )
+    }
     const maxDays = this.#ward.config.auth.apiTokenMaxDays
     if (!Number.isInteger(input.days) || input.days < 1 || input.days > maxDays) {
       throw new WardError('ERR_INPUT_INVALID', `days must be a whole number from 1 to ${maxDays}`, {
@@ -769,7 +818,7 @@ export class People {
         },
         this.#clock(),
       )
-      await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+      await this.#audit(tx, state.user, this.#callerContext(caller, state.user), {
         type: auditEventTypes.securityAlert,
         operation: 'api-token.issue',
         action: 'C',
@@ -796,7 +845,7 @@ export class People {
     requireStage(state, ['complete'])
     await this.#ward.store.transaction(async (tx) => {
       await revokeApiToken(tx, state.user.id, tokenId, this.#clock())
-      await this.#audit(tx, state.user, this.#callerContext(caller, state.user.id), {
+      await this.#audit(tx, state.user, this.#callerContext(caller, state.user), {
         type: auditEventTypes.securityAlert,
         operation: 'api-token.revoke',
         action: 'D',
@@ -852,7 +901,7 @@ export class People {
     enroll: (tx: Transaction, now: Date) => Promise<string>,
   ): Promise<MfaEnrolled> {
     const now = this.#clock()
-    const context = this.#callerContext(caller, state.user.id)
+    const context = this.#callerContext(caller, state.user)
     const operation = `user.mfa.${factor}.enroll`
     try {
       const hadFactorBefore = (await this.#factorsOf(this.#ward.store.db, state.user.id)).length > 0
@@ -976,7 +1025,7 @@ export class People {
   ): Promise<RotatedSession> {
     requireStage(state, ['second-factor'])
     const now = this.#clock()
-    const context = this.#callerContext(caller, state.user.id)
+    const context = this.#callerContext(caller, state.user)
     await this.#ward.store.transaction((tx) => checkSecondFactorThrottle(tx, state.user.id, now))
     try {
       return await this.#ward.store.transaction(async (tx) => {
@@ -1019,7 +1068,7 @@ export class People {
 
   async #auditSignInFailure(caller: Caller, user: User | undefined, reason: string): Promise<void> {
     await this.#ward.store.transaction(async (tx) => {
-      const context = this.#callerContext(caller, user?.id ?? 'unknown-account')
+      const context = this.#callerContext(caller, user)
       const event: AuditEventInput = {
         type: auditEventTypes.userAuthentication,
         operation: 'user.sign-in',
@@ -1055,9 +1104,19 @@ export class People {
     )
   }
 
-  #callerContext(caller: Caller, userId: string): OperationContext {
+  /**
+   * The context of a person's own step (sign-in, password, MFA, tokens), or of a sign-in
+   * under a login name that names nobody (`user` undefined). The audit event records the
+   * caller's address unless the person is a patient: see `recordedAddress`.
+   */
+  #callerContext(caller: Caller, user: User | undefined): OperationContext {
     return {
-      actor: { type: 'user', id: userId, address: caller.address },
+      actor: {
+        type: 'user',
+        id: user?.id ?? 'unknown-account',
+        address: caller.address,
+        ...(user !== undefined && isPatientPerson(user) ? { patient: true } : {}),
+      },
       requestId: caller.requestId,
       purposeOfUse: 'HSYSADMIN',
       policyRule: 'authentication',
@@ -1104,6 +1163,7 @@ function principalOf(
     mfaVerified: boolean
     credentialId: string
     scopes?: readonly string[]
+    mfaEnrollmentPending?: boolean
   },
 ): Principal {
   return {
@@ -1113,6 +1173,7 @@ function principalOf(
     ...(user.patientPseudonym === null ? {} : { patientPseudonym: user.patientPseudonym }),
     method: credential.method,
     mfaVerified: credential.mfaVerified,
+    ...(credential.mfaEnrollmentPending === true ? { mfaEnrollmentPending: true } : {}),
     ...(credential.scopes === undefined ? {} : { scopes: credential.scopes }),
     credentialId: credential.credentialId,
   }

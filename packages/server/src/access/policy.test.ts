@@ -4,6 +4,7 @@ import { describe, test } from 'node:test'
 import {
   actionScope,
   actions,
+  credentialRefusal,
   decide,
   noFacts,
   permissionTable,
@@ -245,9 +246,10 @@ function ask(
   action: Action,
   purposeOfUse: PurposeOfUse,
   situation: Situation,
+  mfa: 'required' | 'off' = 'required',
 ) {
   const { resource, facts } = situations[situation]
-  return decide({ principal: who, action, resource, purposeOfUse, facts })
+  return decide({ principal: who, action, resource, purposeOfUse, facts, mfa })
 }
 
 describe('access policy', () => {
@@ -366,6 +368,78 @@ describe('access policy', () => {
     const both = principal(['clinician', 'org-admin'], { mfaVerified: false })
     assert.equal(
       ask(both, 'observation.read', 'TREAT', 'care-team-patient').rule,
+      'deny.mfa-required',
+    )
+  })
+
+  test('a session that must enroll MFA first is refused everything, whatever its roles or the setting', () => {
+    for (const role of roles) {
+      const enrolling = principal(role, { mfaVerified: false, mfaEnrollmentPending: true })
+      for (const action of actions) {
+        for (const situation of allSituations) {
+          for (const mfa of ['required', 'off'] as const) {
+            assert.deepEqual(ask(enrolling, action, 'HSYSADMIN', situation, mfa), {
+              allowed: false,
+              rule: 'deny.mfa-required',
+            })
+          }
+        }
+      }
+    }
+  })
+
+  test('the credential alone decides the first refusals, before any resource is known', () => {
+    assert.deepEqual(credentialRefusal(undefined, 'device.list', 'required'), {
+      allowed: false,
+      rule: 'deny.unauthenticated',
+    })
+    const admin = principal('org-admin', { mfaVerified: false })
+    assert.equal(credentialRefusal(admin, 'device.list', 'required')?.rule, 'deny.mfa-required')
+    assert.equal(credentialRefusal(admin, 'device.list', 'off'), undefined)
+    const token = principal('clinician', {
+      method: 'api-token',
+      mfaVerified: false,
+      scopes: ['observation:read'],
+    })
+    assert.equal(credentialRefusal(token, 'device.list', 'required')?.rule, 'deny.token-scope')
+    assert.equal(credentialRefusal(token, 'observation.read', 'required'), undefined)
+    assert.equal(credentialRefusal(principal('clinician'), 'device.list', 'required'), undefined)
+  })
+
+  test('WARD_AUTH_MFA=off waives the second factor for privileged roles, naming the waiver in the rule', () => {
+    for (const role of roles) {
+      const unverified = principal(role, { mfaVerified: false })
+      for (const action of actions) {
+        for (const purpose of purposesOfUse) {
+          for (const situation of allSituations) {
+            const required = ask(principal(role), action, purpose, situation)
+            const waived = ask(unverified, action, purpose, situation, 'off')
+            if (privilegedRoles.has(role) && required.allowed) {
+              assert.deepEqual(waived, {
+                ...required,
+                rule: `${required.rule}+mfa-waived-by-configuration`,
+              })
+            } else {
+              // Refusals, and people no second factor is asked of, are decided as ever.
+              assert.deepEqual(waived, required)
+            }
+            // A verified session needs no waiver, and the setting changes nothing for it.
+            assert.deepEqual(ask(principal(role), action, purpose, situation, 'off'), required)
+          }
+        }
+      }
+    }
+    const adminToken = principal('org-admin', {
+      method: 'api-token',
+      mfaVerified: false,
+      scopes: ['device:list'],
+    })
+    assert.equal(
+      ask(adminToken, 'device.list', 'HSYSADMIN', 'organization', 'off').rule,
+      'org-admin.administration+mfa-waived-by-configuration',
+    )
+    assert.equal(
+      ask(adminToken, 'device.list', 'HSYSADMIN', 'organization').rule,
       'deny.mfa-required',
     )
   })

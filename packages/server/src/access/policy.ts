@@ -122,7 +122,16 @@ export interface AccessRequest {
   readonly resource: Resource
   readonly purposeOfUse: PurposeOfUse
   readonly facts: AccessFacts
+  /**
+   * The `WARD_AUTH_MFA` setting. `required`: a privileged role acts only on a credential that
+   * passed a second factor. `off` (development only; production refuses to start with it)
+   * waives that, and every decision it changes says so in its rule.
+   */
+  readonly mfa: 'required' | 'off'
 }
+
+/** Appended to the rule of an allowed decision that needed MFA waived by `WARD_AUTH_MFA=off`. */
+export const mfaWaivedSuffix = '+mfa-waived-by-configuration'
 
 /** The policy's answer: allowed or not, the rule that decided, and the role it was decided on. */
 export interface AccessDecision {
@@ -423,11 +432,18 @@ const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permiss
  * fails names the rule:
  *
  * 1. `deny.unauthenticated` — no principal.
- * 2. `deny.mfa-required` — the principal holds a privileged role (in any organization) and
- *    this credential has not passed a second factor. API tokens never have, so a token acting
- *    for a person with a privileged role is refused everything here.
+ * 2. `deny.mfa-required` — a session that must enroll a second factor before anything else;
+ *    or the principal holds a privileged role (in any organization) and this credential has
+ *    not passed a second factor. API tokens never have, so a token acting
+ *    for a person with a privileged role is refused everything here. With `mfa: 'off'` this
+ *    check is waived, and an allowed decision it would have refused names its rule with
+ *    {@link mfaWaivedSuffix} (`org-admin.administration+mfa-waived-by-configuration`), so the
+ *    audit trail shows every action taken without the second factor.
  * 3. `deny.token-scope` — an API token whose scopes include neither the action nor a scope
  *    standing for it (`fhir:read`, `fhir:audit`).
+ *
+ *    These three look at the credential alone: {@link credentialRefusal}, which routes ask
+ *    before they look the resource up.
  * 4. `deny.no-grant` — no role in the resource's organization (or, for platform resources, no
  *    platform role). Callers answer this one as "not found", since the resource is not theirs
  *    to know of.
@@ -439,17 +455,15 @@ const permissions: Readonly<Record<Role, Partial<Record<Action, readonly Permiss
  *    break-glass for a patient the clinician's care teams already have.
  * 8. `deny.role` — none of the principal's roles there may do the action.
  *
- * An allowed decision names `<role>.<rule>`, e.g. `clinician.emergency-access`.
+ * An allowed decision names `<role>.<rule>`, e.g. `clinician.emergency-access`, followed by
+ * {@link mfaWaivedSuffix} when the MFA requirement was waived for it.
  */
 export function decide(request: AccessRequest): AccessDecision {
   const { principal, action, resource, purposeOfUse, facts } = request
   if (principal === undefined) return deny('deny.unauthenticated')
-  if (!principal.mfaVerified && principal.grants.some((grant) => privilegedRoles.has(grant.role))) {
-    return deny('deny.mfa-required')
-  }
-  if (principal.method === 'api-token' && !tokenMayDo(principal.scopes ?? [], action)) {
-    return deny('deny.token-scope')
-  }
+  const refusal = credentialRefusal(principal, action, request.mfa)
+  if (refusal !== undefined) return refusal
+  const suffix = lacksMfa(principal) ? mfaWaivedSuffix : ''
 
   // Only grants in the principal's own organization count, and only there.
   const rolesHere = principal.grants
@@ -463,19 +477,47 @@ export function decide(request: AccessRequest): AccessDecision {
   if (!resourceTypes[action].includes(resource.type)) return deny('deny.resource-type')
 
   // The most telling reason among the roles that came close, if none allows.
-  let refusal = 'deny.role'
+  let closest = 'deny.role'
   for (const role of rolesHere) {
     for (const permission of permissions[role][action] ?? []) {
       if (!permission.purposes.includes(purposeOfUse)) {
-        if (refusal === 'deny.role') refusal = 'deny.purpose-of-use'
+        if (closest === 'deny.role') closest = 'deny.purpose-of-use'
         continue
       }
       const scoped = inScope(permission.scope, principal, resource, facts)
-      if (scoped === true) return { allowed: true, rule: `${role}.${permission.name}`, role }
-      refusal = scoped
+      if (scoped === true) {
+        return { allowed: true, rule: `${role}.${permission.name}${suffix}`, role }
+      }
+      closest = scoped
     }
   }
-  return deny(refusal)
+  return deny(closest)
+}
+
+/**
+ * The checks of {@link decide} that look at the credential only, never at the resource —
+ * `deny.unauthenticated`, `deny.mfa-required`, `deny.token-scope` — or undefined when they
+ * pass. Routes ask this before they look the resource up, so that a credential refused here
+ * learns nothing about what exists: a 403 for a resource that is there beside a 404 for one
+ * that is not would tell it.
+ */
+export function credentialRefusal(
+  principal: Principal | undefined,
+  action: Action,
+  mfa: AccessRequest['mfa'],
+): AccessDecision | undefined {
+  if (principal === undefined) return deny('deny.unauthenticated')
+  if (principal.mfaEnrollmentPending === true) return deny('deny.mfa-required')
+  if (lacksMfa(principal) && mfa !== 'off') return deny('deny.mfa-required')
+  if (principal.method === 'api-token' && !tokenMayDo(principal.scopes ?? [], action)) {
+    return deny('deny.token-scope')
+  }
+  return undefined
+}
+
+/** True when the principal holds a privileged role and this credential passed no second factor. */
+function lacksMfa(principal: Principal): boolean {
+  return !principal.mfaVerified && principal.grants.some((grant) => privilegedRoles.has(grant.role))
 }
 
 /** True when the resource is within `scope` for the principal, or the rule that says it is not. */

@@ -22,8 +22,9 @@ export type Role = (typeof roles)[number]
 
 /**
  * Roles that may change configuration, keys, people or devices, or read audit evidence. Each
- * of them requires a second factor: a person holding one cannot act until MFA is enrolled,
- * and no configuration can turn that off.
+ * of them requires a second factor: a person holding one cannot act until MFA is enrolled.
+ * Only `WARD_AUTH_MFA=off`, which production refuses to start with, waives that, and the
+ * policy names the waiver in the rule of every decision it changes.
  */
 export const privilegedRoles: ReadonlySet<Role> = new Set<Role>([
   'org-admin',
@@ -33,6 +34,21 @@ export const privilegedRoles: ReadonlySet<Role> = new Set<Role>([
   'platform-operator',
   'auditor',
 ])
+
+/**
+ * True when the person is a patient: linked to a patient record or holding the `patient` role
+ * (which needs the link, and which a link outlives when revoked). Audit events never record a
+ * patient's network address, whatever role they act in.
+ */
+export function isPatientPerson(person: {
+  readonly patientPseudonym?: string | null
+  readonly grants?: readonly RoleGrant[]
+}): boolean {
+  return (
+    (person.patientPseudonym !== undefined && person.patientPseudonym !== null) ||
+    (person.grants ?? []).some((grant) => grant.role === 'patient')
+  )
+}
 
 export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (roles as readonly string[]).includes(value)
@@ -61,6 +77,12 @@ export interface Principal {
   readonly method: AuthenticationMethod
   /** True once this session passed a second factor (always false for API tokens). */
   readonly mfaVerified: boolean
+  /**
+   * True for a session that must enroll a second factor before anything else (sign-in stage
+   * `mfa-enrollment`): signed in with a password, so known, but refused everything by the
+   * policy (`deny.mfa-required`) until it enrolls one.
+   */
+  readonly mfaEnrollmentPending?: boolean
   /** For API tokens: the actions the token was issued for; absent for sessions. */
   readonly scopes?: readonly string[]
   /** Session or token id, to end it or to name it in the audit event. */

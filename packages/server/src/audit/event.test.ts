@@ -38,6 +38,25 @@ test('builds an event after FHIR AuditEvent from the operation context', () => {
   assert.deepEqual(event.policy, { decision: 'permit', rule: 'system-task' })
 })
 
+test("records the workforce's network address, never a patient's or a device's", () => {
+  const at = (actor: Parameters<typeof buildAuditEvent>[0]['actor']) =>
+    buildAuditEvent({ ...systemContext('test'), actor }, 'ward.test', input).agent[0]?.network
+  const address = '192.0.2.7'
+  assert.deepEqual(at({ type: 'user', id: 'u-clinician', role: 'clinician', address }), {
+    address,
+  })
+  assert.equal(
+    at({ type: 'user', id: 'u-patient', role: 'patient', address, patient: true }),
+    undefined,
+  )
+  // A patient acting in a workforce role is still a patient.
+  assert.equal(
+    at({ type: 'user', id: 'u-both', role: 'clinician', address, patient: true }),
+    undefined,
+  )
+  assert.equal(at({ type: 'device', id: 'd-1', address }), undefined)
+})
+
 test('gives every event a fresh random id, so equal events have different leaves', () => {
   const first = buildAuditEvent(systemContext('test'), 'ward.test', input)
   const second = buildAuditEvent(systemContext('test'), 'ward.test', input)

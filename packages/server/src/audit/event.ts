@@ -5,7 +5,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 
 import { WardError, canonicalBytes } from '@ward/core'
 
-import type { OperationContext } from '../context.js'
+import { recordedAddress, type OperationContext } from '../context.js'
 
 /** DICOM audit event types (DCM code system) that Ward records. */
 export const auditEventTypes = {
@@ -134,11 +134,12 @@ export function buildAuditEvent(
   recorded: Date = new Date(),
 ): AuditEvent {
   const actor = context.actor
+  const address = recordedAddress(actor)
   return {
     action: input.action,
     agent: [
       {
-        ...(actor.address === undefined ? {} : { network: { address: actor.address } }),
+        ...(address === undefined ? {} : { network: { address } }),
         requestor: true,
         ...(actor.role === undefined ? {} : { role: actor.role }),
         type: actor.type,

@@ -132,6 +132,34 @@ for (const { dialect, skip } of dialects) {
       assert.equal(event['requestId'], answer.headers['x-request-id'])
     })
 
+    test("a patient's reads are audited without their network address, the workforce's with it", async () => {
+      const own = await observations(fixture.own.pseudonym, 'patient', {
+        'x-purpose-of-use': 'PATRQT',
+      })
+      assert.equal(own.status, 200, own.text)
+      const patientEvent = await lastEvent(fixture)
+      assert.equal(agentOf(patientEvent).who, 'user-patient')
+      assert.equal(agentOf(patientEvent).network, undefined)
+
+      // A clinician who is also a patient of the organization is a patient all the same.
+      fixture.principals.set(
+        'clinician-and-patient',
+        fixture.principal('clinician', {
+          userId: 'user-clinician',
+          patientPseudonym: fixture.other.pseudonym,
+        }),
+      )
+      const treated = await observations(fixture.own.pseudonym, 'clinician-and-patient')
+      assert.equal(treated.status, 200, treated.text)
+      const clinicianEvent = await lastEvent(fixture)
+      assert.equal(agentOf(clinicianEvent).role, 'clinician')
+      assert.equal(agentOf(clinicianEvent).network, undefined)
+
+      const clinician = await observations(fixture.own.pseudonym, 'clinician')
+      assert.equal(clinician.status, 200, clinician.text)
+      assert.equal(typeof agentOf(await lastEvent(fixture)).network?.address, 'string')
+    })
+
     test('a care-team read is audited with the rule and the query, never the values', async () => {
       const answer = await observations(fixture.own.pseudonym, 'clinician')
       assert.equal(answer.status, 200, answer.text)

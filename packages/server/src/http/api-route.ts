@@ -4,7 +4,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { WardError } from '@ward/core'
 
 import {
+  credentialRefusal,
   decide,
+  isPatientPerson,
   isPurposeOfUse,
   purposesOfUse,
   type Access,
@@ -251,6 +253,10 @@ export function registerApiRoutes(
         if (principal === undefined) {
           throw new WardError('ERR_UNAUTHENTICATED', 'sign in, or present a valid API token')
         }
+        // Refused on the credential alone before anything is looked up, so that the answer
+        // cannot tell which resources exist.
+        const refusal = credentialRefusal(principal, route.action, ward.config.auth.mfa)
+        if (refusal !== undefined) throw refused(request, route, principal, refusal)
         principals.set(request, principal)
       },
       preHandler: async (request) => {
@@ -272,25 +278,9 @@ export function registerApiRoutes(
           resource: resolved.resource,
           purposeOfUse,
           facts,
+          mfa: ward.config.auth.mfa,
         })
-        if (!decision.allowed) {
-          request.log.warn(
-            {
-              route: route.url,
-              action: route.action,
-              rule: decision.rule,
-              user: principal.userId,
-              credential: principal.credentialId,
-            },
-            'access denied',
-          )
-          if (decision.rule === 'deny.no-grant' && resolved.resource.organizationId !== null) {
-            throw hiddenResource()
-          }
-          throw new WardError('ERR_ACCESS_DENIED', `access denied by rule ${decision.rule}`, {
-            details: { rule: decision.rule },
-          })
-        }
+        if (!decision.allowed) throw refused(request, route, principal, decision, resolved.resource)
         calls.set(request, {
           ward,
           access,
@@ -302,8 +292,8 @@ export function registerApiRoutes(
               type: 'user',
               id: principal.userId,
               ...(decision.role === undefined ? {} : { role: decision.role }),
-              // A patient's address identifies them; the workforce's is kept for accountability.
-              ...(decision.role === 'patient' ? {} : { address: request.ip }),
+              address: request.ip,
+              ...(isPatientPerson(principal) ? { patient: true } : {}),
             },
             requestId: request.id,
             purposeOfUse,
@@ -329,6 +319,48 @@ export function registerApiRoutes(
       },
     })
   }
+}
+
+/**
+ * Logs a refusal in the service log and answers the error for it: `deny.no-grant` on a
+ * resource of an organization as not found, any other rule as `ERR_ACCESS_DENIED` naming it.
+ */
+function refused(
+  request: FastifyRequest,
+  route: ApiRoute,
+  principal: Principal,
+  decision: AccessDecision,
+  resource?: Resource,
+): WardError {
+  request.log.warn(
+    {
+      route: route.url,
+      action: route.action,
+      rule: decision.rule,
+      user: principal.userId,
+      credential: principal.credentialId,
+    },
+    'access denied',
+  )
+  if (
+    decision.rule === 'deny.no-grant' &&
+    resource !== undefined &&
+    resource.organizationId !== null
+  ) {
+    return hiddenResource()
+  }
+  return new WardError(
+    'ERR_ACCESS_DENIED',
+    `access denied by rule ${decision.rule}${refusalHints[decision.rule] ?? ''}`,
+    { details: { rule: decision.rule } },
+  )
+}
+
+/** What a refused person can do about a refusal, where there is something. */
+const refusalHints: Readonly<Record<string, string>> = {
+  'deny.mfa-required':
+    ': a privileged role acts only after a second factor; enroll one (/auth/mfa/totp or ' +
+    '/auth/mfa/webauthn) or give yours at sign-in (API tokens never pass one)',
 }
 
 /** The purpose of use a request naming none is taken to have. */

@@ -111,6 +111,19 @@ export function toProblem(error: unknown, requestId: string): Problem {
   }
 }
 
+/**
+ * The `Retry-After` header value, in seconds, for an error that says when to try again: every
+ * `ERR_RATE_LIMITED` does, in `details.retryAfterSeconds` (a rate limit's window, a sign-in
+ * throttle's block). Undefined for any other error.
+ */
+export function retryAfterOf(error: unknown): string | undefined {
+  if (!isWardError(error, 'ERR_RATE_LIMITED')) return undefined
+  const seconds = error.details['retryAfterSeconds']
+  return typeof seconds === 'number' && Number.isFinite(seconds)
+    ? String(Math.max(1, Math.ceil(seconds)))
+    : undefined
+}
+
 function titleOf(status: number): string {
   const titles: Record<number, string> = {
     400: 'Bad Request',

@@ -14,6 +14,7 @@ import {
   answerClientError,
   errorSummary,
   frameworkErrorHandler,
+  retryAfterOf,
   toProblem,
   translateFrameworkError,
 } from './problem.js'
@@ -130,6 +131,8 @@ export async function buildServer(ward: Ward, logger: Logger, options: ServerOpt
       request.log.error({ code: problem.code, err: errorSummary(error) }, 'request failed')
     }
     if (problem.status === 401) reply.header('www-authenticate', 'Bearer realm="ward"')
+    const retryAfter = retryAfterOf(ward)
+    if (retryAfter !== undefined) reply.header('retry-after', retryAfter)
     return reply.status(problem.status).type('application/problem+json').send(problem)
   })
 

@@ -14,6 +14,7 @@ import {
   testConfig,
   type TestDatabase,
 } from '../../../test/support.js'
+import { signInThrottlePolicy } from '../../access/sign-in-throttle.js'
 import { SoftwareAuthenticator } from '../../access/test-support.js'
 import { checkProductionReadiness } from '../../serve.js'
 import { systemContext } from '../../context.js'
@@ -45,7 +46,7 @@ for (const { dialect, skip } of dialects) {
     const call = (
       method: string,
       path: string,
-      options: { body?: unknown; headers?: Record<string, string> } = {},
+      options: { body?: unknown; headers?: Record<string, string>; localAddress?: string } = {},
     ): Promise<Response> =>
       new Promise((resolve, reject) => {
         const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
@@ -53,7 +54,13 @@ for (const { dialect, skip } of dialects) {
         if (payload !== undefined) headers['content-type'] = 'application/json'
         const outgoing = request(
           new URL(path, running.url),
-          { method, ca, headers, servername: 'localhost' },
+          {
+            method,
+            ca,
+            headers,
+            servername: 'localhost',
+            ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+          },
           (incoming) => {
             const chunks: Buffer[] = []
             incoming.on('data', (chunk: Buffer) => chunks.push(chunk))
@@ -401,6 +408,29 @@ for (const { dialect, skip } of dialects) {
         body: { login: 'x', password: 'y', mode: 'jwt' },
       })
       assert.equal(mode.status, 400)
+    })
+
+    test('a throttled sign-in answers 429 with Retry-After, the seconds until its block ends', async () => {
+      const attempt = () =>
+        call('POST', '/auth/sign-in', {
+          body: { login: 'throttled.name', password: 'not the password at all' },
+          // An address of its own, apart from the credential routes' per-address rate limit
+          // that the other tests spend.
+          localAddress: '127.0.0.2',
+        })
+      for (let failure = 0; failure < signInThrottlePolicy.pairFailures; failure += 1) {
+        assert.equal((await attempt()).status, 401)
+      }
+      const blocked = await attempt()
+      assert.equal(blocked.status, 429, blocked.text)
+      assert.equal(blocked.json['code'], 'ERR_RATE_LIMITED')
+      assert.match(String(blocked.json['detail']), /too many failed sign-ins/)
+      const seconds = Number(blocked.headers['retry-after'])
+      assert.ok(
+        Number.isInteger(seconds),
+        `Retry-After is ${String(blocked.headers['retry-after'])}`,
+      )
+      assert.ok(seconds > 0 && seconds <= signInThrottlePolicy.pairBlockMs / 1000, String(seconds))
     })
 
     test('the credential routes are rate limited per address', async () => {

@@ -24,7 +24,7 @@ import {
   type Resolved,
   type RouteCall,
 } from '../api-route.js'
-import { errorSummary, toProblem, translateFrameworkError } from '../problem.js'
+import { errorSummary, retryAfterOf, toProblem, translateFrameworkError } from '../problem.js'
 import { hide } from './resolvers.js'
 
 /** FHIR's JSON media type, which every answer under the FHIR base carries. */
@@ -412,6 +412,8 @@ async function fhirError(error: unknown, request: FastifyRequest, reply: Fastify
     request.log.error({ code: problem.code, err: errorSummary(error) }, 'request failed')
   }
   if (problem.status === 401) reply.header('www-authenticate', 'Bearer realm="ward"')
+  const retryAfter = retryAfterOf(ward)
+  if (retryAfter !== undefined) reply.header('retry-after', retryAfter)
   const outcome = toOperationOutcome(ward)
   const field = isWardError(ward) ? ward.details['field'] : undefined
   const coded = {
@@ -478,6 +480,7 @@ async function identityAllowed(call: RouteCall<unknown, unknown, unknown>): Prom
     resource: call.resolved.resource,
     purposeOfUse: call.context.purposeOfUse as PurposeOfUse,
     facts,
+    mfa: call.ward.config.auth.mfa,
   }).allowed
 }
 
