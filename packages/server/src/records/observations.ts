@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 
 import { CompiledQuery, type Insertable } from 'kysely'
 
-import { WardError, canonicalize, utf8Decode, utf8Encode } from '@ward/core'
+import { WardError, canonicalize, utf8Decode } from '@ward/core'
 
 import type { DataKey, Keyring, RecordPlace } from '../keys/index.js'
 import type { Dialect, Transaction } from '../store/index.js'
@@ -343,7 +343,8 @@ function checkObservation(row: ObservationInput, index: number): CheckedObservat
   ) {
     throw rowInvalid(index, 'resource', 'must be a FHIR Observation object')
   }
-  const json = utf8Encode(row.resourceJson ?? JSON.stringify(resource))
+  // JSON.stringify escapes lone surrogates, so its output always encodes to UTF-8 as it is.
+  const json = Buffer.from(row.resourceJson ?? JSON.stringify(resource), 'utf8')
   if (json.length > maxObservationBytes) {
     throw rowInvalid(index, 'resource', `must be at most ${maxObservationBytes} bytes as JSON`)
   }
