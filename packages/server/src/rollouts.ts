@@ -1,3 +1,5 @@
+import { isWardError } from '@ward/core'
+
 import { auditEventTypes, type AuditEventInput } from './audit/index.js'
 import type { OperationContext } from './context.js'
 import { findDevice, findDeviceModel } from './devices/index.js'
@@ -150,7 +152,9 @@ export class Rollouts {
 
   /**
    * What the device endpoint answers a device asking which release to move to: the offer with
-   * the release's TUF target name, looked up in the release catalog.
+   * the release's TUF target name, looked up in the release catalog. A release withdrawn since
+   * (the newest signed targets no longer list it) is offered to nobody: a device could not
+   * install it, and its rollout pauses on its deadline for an operator to abort.
    */
   async offer(
     context: OperationContext,
@@ -167,12 +171,17 @@ export class Rollouts {
             return { result: offer, changes }
           })
     if (offer === undefined) return undefined
-    const release = await this.#releases.findRelease(
-      this.#ward.store.db,
-      organizationId,
-      offer.releaseId,
-    )
-    return { ...offer, target: release.targetName }
+    try {
+      const release = await this.#releases.findRelease(
+        this.#ward.store.db,
+        organizationId,
+        offer.releaseId,
+      )
+      return { ...offer, target: release.targetName }
+    } catch (error) {
+      if (isWardError(error, 'ERR_RELEASE_WITHDRAWN')) return undefined
+      throw error
+    }
   }
 
   /** Records a device's status report (the body of `POST /v1/update-status`). */

@@ -287,13 +287,28 @@ for (const { dialect, skip } of dialects) {
       )
     })
 
-    test('a release the newest targets no longer list is withdrawn, and no rollout takes it', async () => {
+    test('a release the newest targets no longer list is withdrawn: no rollout takes it, none offers it', async () => {
       const context = systemContext('test')
-      await ward.createOrganization(context, { slug: 'withdraws', name: 'Withdraws' })
+      const organization = await ward.createOrganization(context, {
+        slug: 'withdraws',
+        name: 'Withdraws',
+      })
       await ward.fleet.createDeviceModel(context, 'withdraws', standardDeviceModels[0]!)
+      await ward.fleet.createDevice(context, 'withdraws', {
+        serial: 'PO-W',
+        model: standardDeviceModels[0]!.name,
+      })
+      const device = await ward.store.transaction(async (tx) =>
+        setDeviceStatus(tx, await findDevice(tx, organization.id, 'PO-W'), 'active'),
+      )
       const signer = new OfflineSigner(await ward.updates.onlineKeys(context, 'withdraws'))
       const first = signer.release({ name: 'fw-1.1.0.bin', image: firmwareImage('w') })
       await publish(ward, 'withdraws', signer.bundle({ 1: signer.root(1) }, first))
+      // A rollout of it is under way, and the device has been told, when it is withdrawn.
+      const [published] = await ward.updates.listReleases('withdraws')
+      await ward.rollouts.create(context, 'withdraws', { releaseId: published!.id })
+      const told = await ward.rollouts.offer(context, organization.id, device.id)
+      assert.equal(told?.target, 'fw-1.1.0.bin')
       // The offline side signs the next targets without fw-1.1.0.bin.
       delete (signer.targets!.signed.targets as Record<string, unknown>)['fw-1.1.0.bin']
       const second = signer.release({
@@ -310,6 +325,8 @@ for (const { dialect, skip } of dialects) {
       assert.equal(current.withdrawn, false)
       assert.equal((await ward.updates.findRelease('withdraws', withdrawn.id)).withdrawn, true)
 
+      assert.equal(await ward.rollouts.offer(context, organization.id, device.id), undefined)
+
       await assert.rejects(
         ward.rollouts.create(context, 'withdraws', { releaseId: withdrawn.id }),
         (error: unknown) =>
@@ -318,10 +335,10 @@ for (const { dialect, skip } of dialects) {
             (error as Error).message,
           ),
       )
-      // The current release passes the catalog; this organization merely has no device yet.
+      // The current release passes the catalog; the device's model is still in a rollout.
       await assert.rejects(
         ward.rollouts.create(context, 'withdraws', { releaseId: current.id }),
-        /no active device matches the rollout/,
+        /still open/,
       )
     })
 
