@@ -94,3 +94,11 @@ export class WardError extends Error {
 export function isWardError(error: unknown, code?: WardErrorCode): error is WardError {
   return error instanceof WardError && (code === undefined || error.code === code)
 }
+
+/**
+ * `word` with its indefinite article, for messages naming a state: `an active device`, `a
+ * suspended device`. Ward's states are plain English words, so the first letter decides.
+ */
+export function withArticle(word: string): string {
+  return `${/^[aeiou]/i.test(word) ? 'an' : 'a'} ${word}`
+}

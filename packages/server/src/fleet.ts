@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { X509Certificate } from 'node:crypto'
 
-import { WardError, checkObservation } from '@ward/core'
+import { WardError, checkObservation, withArticle } from '@ward/core'
 
 import { auditEventTypes, type AuditEventInput } from './audit/index.js'
 import type { OperationContext } from './context.js'
@@ -525,7 +525,7 @@ export class Fleet {
     const renewal = await this.#actIn(context, organizationId, async (tx) => {
       const device = await findDevice(tx, organizationId, deviceId)
       if (device.status !== 'active') {
-        throw new WardError('ERR_DEVICE_STATE', `a ${device.status} device cannot renew`)
+        throw new WardError('ERR_DEVICE_STATE', `${withArticle(device.status)} device cannot renew`)
       }
       const issued = await issueDeviceCertificate(tx, this.#ward.keys, {
         organizationId,
@@ -845,7 +845,10 @@ export class Fleet {
     const db = this.#ward.store.db
     const device = await findDevice(db, organizationId, deviceId)
     if (device.status !== 'active') {
-      throw new WardError('ERR_DEVICE_STATE', `a ${device.status} device may not send readings`)
+      throw new WardError(
+        'ERR_DEVICE_STATE',
+        `${withArticle(device.status)} device may not send readings`,
+      )
     }
     const model = await this.#model(organizationId, device.modelId)
     if (device.patientId === null) {

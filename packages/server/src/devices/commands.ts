@@ -9,6 +9,7 @@ import {
   maxReadingClockSkewMs,
   toHex,
   wipeReportSigningInput,
+  withArticle,
   type WipeReport,
 } from '@ward/core'
 
@@ -70,7 +71,7 @@ export async function queueWipe(
   if (device.status !== 'active') {
     throw new WardError(
       'ERR_DEVICE_STATE',
-      `a ${device.status} device cannot be wiped remotely: only an active device connects to ` +
+      `${withArticle(device.status)} device cannot be wiped remotely: only an active device connects to ` +
         'receive the command',
     )
   }
@@ -284,7 +285,7 @@ export async function recordWipeCertificate(
   if (command.status === 'cancelled' || command.kind !== 'wipe') {
     throw new WardError(
       'ERR_DEVICE_STATE',
-      `a ${command.status} ${command.kind} cannot be confirmed`,
+      `${withArticle(command.status)} ${command.kind} cannot be confirmed`,
     )
   }
   const { report } = confirmation

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 
-import { WardError, checkDeviceModelPolicy, type DeviceModelPolicy } from '@ward/core'
+import { WardError, checkDeviceModelPolicy, withArticle, type DeviceModelPolicy } from '@ward/core'
 
 import { authenticationCode } from '../keys/index.js'
 import type { Transaction } from '../store/index.js'
@@ -221,7 +221,10 @@ export async function setDeviceStatus(
   status: DeviceStatus,
 ): Promise<Device> {
   if (!transitions[device.status].includes(status)) {
-    throw new WardError('ERR_DEVICE_STATE', `a ${device.status} device cannot become ${status}`)
+    throw new WardError(
+      'ERR_DEVICE_STATE',
+      `${withArticle(device.status)} device cannot become ${status}`,
+    )
   }
   await tx
     .updateTable('devices')
@@ -271,7 +274,7 @@ export async function createEnrollmentToken(
   ttlSeconds: number,
 ): Promise<{ token: string; expiresAt: string }> {
   if (device.status !== 'provisioned' && device.status !== 'active') {
-    throw new WardError('ERR_DEVICE_STATE', `a ${device.status} device cannot enroll`)
+    throw new WardError('ERR_DEVICE_STATE', `${withArticle(device.status)} device cannot enroll`)
   }
   const token = `ward_enr_${randomBytes(24).toString('base64url')}`
   const now = new Date()

@@ -4,7 +4,7 @@ import type { SecureContext, TLSSocket } from 'node:tls'
 
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify'
 
-import { WardError, isWardError, type WardErrorCode } from '@ward/core'
+import { WardError, isWardError, withArticle, type WardErrorCode } from '@ward/core'
 
 import type { OperationContext } from '../context.js'
 import { findDevice, findDeviceModel } from '../devices/index.js'
@@ -102,7 +102,10 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
     const identified = await identifyDevice(db, organizationId, certificate)
     const device = await findDevice(db, organizationId, identified.deviceId)
     if (device.status !== 'active') {
-      throw new WardError('ERR_ACCESS_DENIED', `a ${device.status} device may not connect`)
+      throw new WardError(
+        'ERR_ACCESS_DENIED',
+        `${withArticle(device.status)} device may not connect`,
+      )
     }
     let perMinute = readingLimits.get(device.modelId)
     if (perMinute === undefined) {
@@ -129,7 +132,10 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
     if (known !== undefined) {
       const device = await findDevice(ward.store.db, known.organizationId, known.deviceId)
       if (device.status !== 'active') {
-        throw new WardError('ERR_ACCESS_DENIED', `a ${device.status} device may not connect`)
+        throw new WardError(
+          'ERR_ACCESS_DENIED',
+          `${withArticle(device.status)} device may not connect`,
+        )
       }
       return known
     }

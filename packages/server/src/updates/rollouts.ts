@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 
-import { WardError, compareSemanticVersions } from '@ward/core'
+import { WardError, compareSemanticVersions, withArticle } from '@ward/core'
 
 import { listDevices } from '../devices/index.js'
 import type { Dialect, Transaction } from '../store/index.js'
@@ -940,9 +940,13 @@ function checkPlan(plan: RolloutPlan): {
 }
 
 function stateError(rollout: Rollout, wanted: string): WardError {
-  return new WardError('ERR_ROLLOUT_STATE', `a ${rollout.state} rollout cannot be ${wanted}`, {
-    details: { state: rollout.state },
-  })
+  return new WardError(
+    'ERR_ROLLOUT_STATE',
+    `${withArticle(rollout.state)} rollout cannot be ${wanted}`,
+    {
+      details: { state: rollout.state },
+    },
+  )
 }
 
 function invalid(field: string, message: string): WardError {
