@@ -629,13 +629,18 @@ function post(
   return new Promise<Answer>((resolve, reject) => {
     const fail = (cause: unknown) => {
       const reason = (cause as NodeJS.ErrnoException).code ?? (cause as Error).message
+      // Ward refuses a certificate it does not accept at the handshake, most often by closing
+      // the connection: from here that looks like an outage, so the message says both.
+      const refusal =
+        reason === 'ECONNRESET' || /ALERT/.test(reason)
+          ? ", or it refused this device's certificate at the handshake (unknown, expired, " +
+            "revoked or suspended); Ward's service log says which"
+          : ''
       reject(
         new DeliveryError(
           'ERR_STORE_UNAVAILABLE',
-          `Ward's device endpoint is unreachable (${reason})`,
-          {
-            cause,
-          },
+          `Ward's device endpoint is unreachable (${reason})${refusal}`,
+          { cause },
         ),
       )
     }

@@ -211,6 +211,19 @@ for (const { dialect, skip } of dialects) {
           patientId: acme.patient.id,
         })
         assert.ok(again.some((observation) => observation.messageId === after))
+
+        // Suspended, the device is refused at the handshake, and its agent says it may be that.
+        await testWard.ward.fleet.suspendDevice(systemContext('test'), 'acme', serial)
+        const batch = [
+          { messageId: 'x', enqueuedAt: new Date().toISOString(), observation: reading(97) },
+        ]
+        // A request already on its way over the open connection may be answered 403 before the
+        // connection is cut; the next one needs a new handshake.
+        await running.client.sendBatch(batch).catch(() => undefined)
+        await assert.rejects(
+          running.client.sendBatch(batch),
+          /unreachable \(.+\), or it refused this device's certificate at the handshake/,
+        )
       } finally {
         if (running !== undefined) await stopAgent(running)
         await testWard.close()
