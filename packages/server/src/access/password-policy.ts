@@ -68,7 +68,7 @@ export function checkNewPassword(password: string, context: { loginName: string 
     )
   }
 
-  if (isRepeatedPart(core) || isRepeatedPart(stripped)) {
+  if (isRepeatedPart(core) || isRepeatedPart(stripped) || isMostlyRepeated(core)) {
     throw refused(
       'password is one shorter part typed again (like "sunsun" or "ab-ab-ab"); ' +
         'a repeat adds almost nothing to guess, so choose words that do not repeat',
@@ -84,6 +84,24 @@ function refused(message: string, rule: string): WardError {
 /** True when `text` is one shorter part written two or more times over: `abcabcabc`. */
 function isRepeatedPart(text: string): boolean {
   return /^(.+?)\1+$/su.test(text)
+}
+
+/**
+ * True when some part of at least four characters, written two or more times, makes up two
+ * thirds of `text` or more: `dragon99dragon99x` and `password1password2` are a repeat with a
+ * character changed or added. A passphrase whose one word recurs stays well below that.
+ */
+function isMostlyRepeated(text: string): boolean {
+  const characters = [...text]
+  const length = characters.length
+  for (let size = Math.floor(length / 2); size >= 4; size -= 1) {
+    for (let start = 0; start + 2 * size <= length; start += 1) {
+      const part = characters.slice(start, start + size).join('')
+      const copies = text.split(part).length - 1
+      if (copies >= 2 && copies * size * 3 >= length * 2) return true
+    }
+  }
+  return false
 }
 
 function removeAll(text: string, part: string): string {

@@ -43,8 +43,14 @@ describe('password rules', () => {
     assert.equal(refusedRule('lantern harbou'), 'length')
     // 15 characters of which several take two UTF-16 units still count as 15.
     assert.equal(refusedRule('𝒱iolet harbour𝒳'), undefined)
-    const longest = 'abcdefghij klmnopqrst '.repeat(10).slice(0, maximumPasswordLength)
-    assert.equal(refusedRule(longest.replace(/(.)(.)/g, '$2$1')), undefined)
+    const longest = [
+      'aardvark badger cheetah dingo emu ferret gazelle hyena ibis jackal koala lemur marmot',
+      'narwhal ocelot panther quokka raccoon salamander tapir urchin vole walrus yak zebra',
+    ]
+      .join(' ')
+      .slice(0, maximumPasswordLength)
+    assert.equal([...longest].length, maximumPasswordLength)
+    assert.equal(refusedRule(longest), undefined)
     assert.equal(refusedRule(`${longest}z`), 'length')
   })
 
@@ -76,6 +82,16 @@ describe('password rules', () => {
       'Sunflower.sunflower',
       'harbour lantern harbour lantern',
       'bluebirdbluebird2026!',
+    ]) {
+      assert.equal(refusedRule(password), 'repeated', password)
+    }
+    // Nor is a repeat with a character changed or added.
+    for (const password of [
+      'dragon99dragon99x',
+      'iloveyouiloveyouX',
+      'Xiloveyouiloveyou',
+      'password1password2',
+      'P@ssw0rdP@ssw0rdxx',
     ]) {
       assert.equal(refusedRule(password), 'repeated', password)
     }
