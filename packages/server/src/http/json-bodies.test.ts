@@ -76,11 +76,24 @@ for (const { dialect, skip } of dialects) {
       }
     })
 
-    test('still refuses a body that is not JSON, or that pollutes prototypes', async () => {
-      for (const body of ['{', ' ', '{"__proto__": {"admin": true}}']) {
+    test('still refuses a body that is not JSON, or that pollutes prototypes, saying which', async () => {
+      const refusals: [string, string][] = [
+        ['{', 'request body is not valid JSON'],
+        [' ', 'request body is not valid JSON'],
+        [
+          '{"__proto__": {"admin": true}}',
+          'request body must not hold __proto__ or constructor.prototype keys',
+        ],
+        [
+          '{"constructor": {"prototype": {"admin": true}}}',
+          'request body must not hold __proto__ or constructor.prototype keys',
+        ],
+      ]
+      for (const [body, detail] of refusals) {
         const answer = await post('/auth/sign-in', 'application/json', body)
         assert.equal(answer.status, 400, body)
         assert.equal(answer.json['code'], 'ERR_PAYLOAD_INVALID', body)
+        assert.equal(answer.json['detail'], detail, body)
       }
     })
   })

@@ -158,11 +158,9 @@ export function translateFrameworkError(error: unknown): unknown {
         'request body must be JSON (application/json or application/fhir+json)',
       )
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new WardError('ERR_PAYLOAD_INVALID', 'request body is empty; send JSON')
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return new WardError(
-        'ERR_PAYLOAD_INVALID',
-        'request body must be JSON without __proto__ or constructor.prototype keys',
-      )
+      return new WardError('ERR_PAYLOAD_INVALID', 'request body is not valid JSON')
   }
   if (framework.statusCode === 429) return new WardError('ERR_RATE_LIMITED', 'too many requests')
   if (

@@ -10,6 +10,7 @@ import { Access, OperatorToken, authenticateRequest } from '../access/index.js'
 import type { Logger } from '../logging/index.js'
 import { homePaths, type Ward } from '../ward.js'
 import { registerApiRoutes, type Authenticate } from './api-route.js'
+import { jsonBodyParser } from './json-body.js'
 import {
   answerClientError,
   errorSummary,
@@ -85,17 +86,11 @@ export async function buildServer(ward: Ward, logger: Logger, options: ServerOpt
     ajv: { customOptions: { removeAdditional: false } },
   })
 
-  // Device agents send every body, enrollment included, as FHIR's JSON media type. An empty
-  // body with a JSON type is read as no body, as clients that always set the header send for a
-  // DELETE or a bodiless POST: a route that needs a body still says which.
-  const json = app.getDefaultJsonParser('error', 'error')
-  const jsonOrNothing: typeof json = (request, body, done) => {
-    if (body === '') done(null, undefined)
-    else json(request, body, done)
-  }
+  // Device agents send every body, enrollment included, as FHIR's JSON media type.
+  const json = jsonBodyParser(app)
   app.removeContentTypeParser('application/json')
   for (const type of ['application/json', 'application/fhir+json']) {
-    app.addContentTypeParser(type, { parseAs: 'string' }, jsonOrNothing)
+    app.addContentTypeParser(type, { parseAs: 'string' }, json)
   }
 
   app.addHook('onRequest', async (request, reply) => {

@@ -15,6 +15,7 @@ import {
   toProblem,
   translateFrameworkError,
 } from '../http/problem.js'
+import { jsonBodyParser } from '../http/json-body.js'
 import { AddressRateLimit } from '../http/rate-limit.js'
 import { requestIdOf } from '../http/request-id.js'
 import { tls12CipherSuites, tls13CipherSuites } from '../http/tls.js'
@@ -261,11 +262,7 @@ export async function startDeviceEndpoint(ward: Ward, logger: Logger): Promise<D
   })
 
   app.removeContentTypeParser('text/plain')
-  app.addContentTypeParser(
-    'application/fhir+json',
-    { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
-  )
+  app.addContentTypeParser('application/fhir+json', { parseAs: 'string' }, jsonBodyParser(app))
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
