@@ -3,10 +3,10 @@ import { Value } from '@sinclair/typebox/value'
 
 import { WardError } from '@ward/core'
 
-// Printable text: control characters (NUL, line breaks, escapes) have no place in a name or
-// an address, and would reach every document that prints one.
+// Printable text, not blank: control characters (NUL, line breaks, escapes) have no place in a
+// name or an address, and would reach every document that prints one.
 const text = (maxLength: number) =>
-  Type.String({ minLength: 1, maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]+$' })
+  Type.String({ minLength: 1, maxLength, pattern: '^(?=.*\\S)[^\\u0000-\\u001f\\u007f]+$' })
 
 const HumanName = Type.Object(
   {
@@ -19,7 +19,7 @@ const HumanName = Type.Object(
 
 const Address = Type.Object(
   {
-    line: Type.Array(text(200), { maxItems: 4 }),
+    line: Type.Array(text(200), { minItems: 1, maxItems: 4 }),
     city: Type.Optional(text(100)),
     state: Type.Optional(text(100)),
     postalCode: Type.Optional(text(20)),
@@ -69,7 +69,9 @@ export function checkPatientIdentity(
   now = new Date(),
 ): asserts identity is PatientIdentity {
   if (!Value.Check(PatientIdentitySchema, identity)) {
-    const first = Value.Errors(PatientIdentitySchema, identity).First()
+    // A field that is not one is named first: it may be why an expected one seems missing.
+    const errors = [...Value.Errors(PatientIdentitySchema, identity)]
+    const first = errors.find((error) => error.message === 'Unexpected property') ?? errors[0]
     const path = first?.path || '(root)'
     throw invalidField(path, describe(path, first?.message ?? 'is invalid'))
   }
@@ -80,11 +82,16 @@ export function checkPatientIdentity(
 }
 
 function describe(path: string, schemaMessage: string): string {
+  if (schemaMessage === 'Expected required property') return 'is required'
+  if (schemaMessage === 'Unexpected property') {
+    return path.includes('/', 1)
+      ? 'is not a field here'
+      : `is not a field; the fields are ${fields}`
+  }
   const rule = allowed[path]
   if (rule !== undefined) return rule
-  if (schemaMessage === 'Unexpected property') return `is not a field; the fields are ${fields}`
   if (schemaMessage.startsWith('Expected string to match')) {
-    return 'must be printable text, without control characters'
+    return 'must be printable text, not blank, without control characters'
   }
   return schemaMessage.toLowerCase()
 }

@@ -195,7 +195,19 @@ for (const { dialect, skip } of dialects) {
         [{ ...identity, name: { family: '', given: [] } }, '/name/family'],
         [
           { ...identity, name: { family: 'Quill\u0000feather', given: [] } },
-          '/name/family must be printable text, without control characters',
+          '/name/family must be printable text, not blank, without control characters',
+        ],
+        [
+          { ...identity, name: { family: '   ' } },
+          '/name/family must be printable text, not blank',
+        ],
+        [{ ...identity, address: { line: [] } }, '/address/line expected array length'],
+        [{ name: { family: 'Quillfeather' } }, '/birthDate is required'],
+        // A field that is not one is named before the one that then seems missing.
+        [{ name: { family: 'Quillfeather' }, dob: '1957-04-23' }, '/dob is not a field'],
+        [
+          { ...identity, name: { family: 'Quillfeather', suffix: 'Jr' } },
+          '/name/suffix is not a field here',
         ],
       ]
       for (const [input, message] of malformed) {
