@@ -116,9 +116,9 @@ export class AccessFixture {
     await this.access.addPatient(system, this.alpha, this.team, this.own)
     await this.access.addPatient(system, this.alpha, this.otherTeam, this.other)
     await this.access.addPatient(system, this.beta, this.betaTeam, this.betaPatient)
-    for (const role of roles) {
-      await this.person(role === 'platform-operator' ? null : this.alpha, `user-${role}`)
-    }
+    // The care teams' members are people of their organizations, holding their care roles.
+    await this.person(this.alpha, 'user-clinician', 'clinician')
+    await this.person(this.alpha, 'user-care-coordinator', 'care-coordinator')
     await this.person(this.beta, 'user-beta-clinician')
     await this.access.addMember(system, this.alpha, this.team, 'user-clinician')
     await this.access.addMember(system, this.alpha, this.team, 'user-care-coordinator')
@@ -167,13 +167,14 @@ export class AccessFixture {
 
   /** A fresh care team in `organization`, with `patient` in its care when given. */
   /**
-   * A row in the people table for user id `id` of `organization` (none: a platform operator),
-   * so that the fixture's principals can be put on care teams; it has no password, role or
-   * session, since the fixture authenticates principals itself.
+   * Rows in the people tables for user id `id` of `organization` (none: a platform operator)
+   * holding `role` (null: none), so that the fixture's principals can be put on care teams; the
+   * person has no password or session, since the fixture authenticates principals itself.
    */
-  async person(organization: Organization | null, id: string): Promise<void> {
+  async person(organization: Organization | null, id: string, role: Role | null = 'clinician') {
     const now = new Date().toISOString()
-    await this.running.ward.store.db
+    const db = this.running.ward.store.db
+    await db
       .insertInto('users')
       .values({
         id,
@@ -183,6 +184,18 @@ export class AccessFixture {
         patient_pseudonym: null,
         created_at: now,
         updated_at: now,
+      })
+      .onConflict((conflict) => conflict.doNothing())
+      .execute()
+    if (role === null) return
+    await db
+      .insertInto('user_role_grants')
+      .values({
+        id: `${id}-${role}`,
+        user_id: id,
+        organization_id: organization?.id ?? null,
+        role,
+        created_at: now,
       })
       .onConflict((conflict) => conflict.doNothing())
       .execute()

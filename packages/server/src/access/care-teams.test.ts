@@ -114,15 +114,26 @@ for (const { dialect, skip } of dialects) {
       )
     })
 
-    test('only a person of the same organization can join a team; anyone else is not found', async () => {
+    test('only a clinician or care coordinator of the same organization can join a team', async () => {
       await fixture.person(fixture.beta, 'user-of-beta')
-      for (const stranger of ['user-of-beta', 'user-platform-operator', 'user-nobody-has']) {
+      await fixture.person(null, 'user-operator-person', null)
+      for (const stranger of ['user-of-beta', 'user-operator-person', 'user-nobody-has']) {
         await assert.rejects(
           transaction((tx) => addCareTeamMember(tx, fixture.team, stranger)),
           { code: 'ERR_NOT_FOUND', message: 'no such user' },
           stranger,
         )
       }
+      // Nor anyone of it who holds neither care role: a care team serves clinicians' work.
+      await fixture.person(fixture.alpha, 'user-only-support', 'support')
+      await assert.rejects(
+        transaction((tx) => addCareTeamMember(tx, fixture.team, 'user-only-support')),
+        {
+          code: 'ERR_INPUT_INVALID',
+          message:
+            'only a clinician or a care coordinator can be on a care team: grant the role first',
+        },
+      )
       const members = await db()
         .selectFrom('care_team_members')
         .select('user_id')

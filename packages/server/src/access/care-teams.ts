@@ -158,11 +158,15 @@ export async function careTeamDetail(tx: Transaction, team: CareTeam): Promise<C
   }
 }
 
+// The roles a care team serves: its members reach its patients through them.
+const careTeamRoles = ['clinician', 'care-coordinator']
+
 /**
  * Puts user `userId` on the team; true when added, false when already a member. Throws
- * `ERR_INPUT_INVALID` for an id that is not one, `ERR_NOT_FOUND` for anyone but a person of
- * the team's organization (another organization's, a platform operator and an id nobody holds
- * are answered alike), `ERR_LIMIT_REACHED` past {@link maxCareTeamMembers}.
+ * `ERR_INPUT_INVALID` for an id that is not one and for a person holding neither care role
+ * (clinician, care coordinator), `ERR_NOT_FOUND` for anyone but a person of the team's
+ * organization (another organization's, a platform operator and an id nobody holds are
+ * answered alike), `ERR_LIMIT_REACHED` past {@link maxCareTeamMembers}.
  */
 export async function addCareTeamMember(
   tx: Transaction,
@@ -181,6 +185,20 @@ export async function addCareTeamMember(
     .where('organization_id', '=', team.organizationId)
     .executeTakeFirst()
   if (person === undefined) throw new WardError('ERR_NOT_FOUND', 'no such user')
+  const careRole = await tx
+    .selectFrom('user_role_grants')
+    .select('role')
+    .where('user_id', '=', userId)
+    .where('organization_id', '=', team.organizationId)
+    .where('role', 'in', careTeamRoles)
+    .executeTakeFirst()
+  if (careRole === undefined) {
+    throw new WardError(
+      'ERR_INPUT_INVALID',
+      'only a clinician or a care coordinator can be on a care team: grant the role first',
+      { details: { field: 'user' } },
+    )
+  }
   const present = await tx
     .selectFrom('care_team_members')
     .select('user_id')
