@@ -113,6 +113,18 @@ describe('FHIR search parameters', () => {
       () => parseSearch('Observation', { '<script>': '1' }, spec),
       (error) => isWardError(error) && error.message.includes('(unprintable name)'),
     )
+    // A date whose first two letters are no prefix FHIR knows: they are the value's, unsaid.
+    assert.throws(
+      () => parseSearch('Observation', { date: 'xxSECRETxx' }, spec),
+      (error) =>
+        isWardError(error, 'ERR_INPUT_INVALID') &&
+        error.message.includes('its prefix is not supported') &&
+        !error.message.includes('xx'),
+    )
+    assert.throws(
+      () => parseSearch('Observation', { date: 'sa2026-01-01' }, spec),
+      (error) => isWardError(error) && error.message.includes('prefix sa is not supported'),
+    )
   })
 })
 

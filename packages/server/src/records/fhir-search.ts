@@ -205,7 +205,9 @@ function dateRange(values: readonly string[], fail: (rule: string) => never): Ef
     const prefix = /^[a-z]{2}/.test(value) ? value.slice(0, 2) : 'eq'
     const text = /^[a-z]{2}/.test(value) ? value.slice(2) : value
     if (!(prefixes as readonly string[]).includes(prefix)) {
-      fail(`prefix ${printable(prefix)} is not supported; allowed: ge, le, gt, lt, eq or none`)
+      // Only a prefix FHIR defines is named: two other letters are part of the value.
+      const named = otherFhirPrefixes.includes(prefix) ? `prefix ${prefix}` : 'its prefix'
+      fail(`${named} is not supported; allowed: ge, le, gt, lt, eq or none`)
     }
     const interval = dateInterval(text)
     if (interval === undefined) {
@@ -266,6 +268,9 @@ function dateInterval(text: string): [number, number] | undefined {
 }
 
 /** A parameter name or prefix made safe to print: letters, digits and a few marks only. */
+// FHIR's date prefixes that Ward does not take.
+const otherFhirPrefixes = ['ne', 'sa', 'eb', 'ap']
+
 function printable(text: string): string {
   return /^[A-Za-z0-9_:.-]{1,40}$/.test(text) ? text : '(unprintable name)'
 }
