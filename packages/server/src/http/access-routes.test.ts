@@ -186,6 +186,12 @@ for (const { dialect, skip } of dialects) {
       const limited = await fixture.call('GET', '/v1/me/observations?limit=2', 'patient')
       assert.equal((json(limited)['entry'] as unknown[]).length, 2)
       assert.equal(json(limited)['total'], undefined, 'a page with more after it has no total')
+      // Nor has the last page a cursor led to: it knows its own readings, not all of them.
+      const links = json(limited)['link'] as { relation: string; url: string }[]
+      const last = await fixture.call('GET', links[0]!.url, 'patient')
+      assert.equal((json(last)['entry'] as unknown[]).length, 1)
+      assert.equal(json(last)['link'], undefined)
+      assert.equal(json(last)['total'], undefined, 'a page after the first has no total')
       const tooMany = await fixture.call('GET', '/v1/me/observations?limit=10001', 'patient')
       assert.equal(tooMany.status, 400)
       assert.equal(json(tooMany)['code'], 'ERR_INPUT_INVALID')

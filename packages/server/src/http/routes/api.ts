@@ -719,7 +719,7 @@ export const apiRoutes: readonly ApiRoute[] = [
         .readReadings(context, readingsQuery(patient.pseudonym, range, query))
         .catch(hide)
       const path = `/v1/organizations/${organization.slug}/patients/${patient.pseudonym}/observations`
-      return ok(observationBundle(page, path, range, query.limit))
+      return ok(observationBundle(page, path, range, query))
     },
   }),
   apiRoute({
@@ -738,7 +738,7 @@ export const apiRoutes: readonly ApiRoute[] = [
       const page = await ward.readings
         .readOwnReadings(context, readingsQuery(patient.pseudonym, range, query))
         .catch(hide)
-      return ok(observationBundle(page, '/v1/me/observations', range, query.limit))
+      return ok(observationBundle(page, '/v1/me/observations', range, query))
     },
   }),
   ...adminRoutes,
@@ -803,8 +803,9 @@ function observationBundle(
   page: PatientReadings,
   path: string,
   range: { from: string; to: string },
-  limit: number,
+  query: ReadingsRequest,
 ) {
+  const limit = query.limit
   const next =
     page.next === undefined
       ? undefined
@@ -812,10 +813,10 @@ function observationBundle(
   return {
     resourceType: 'Bundle' as const,
     type: 'searchset' as const,
-    // FHIR's total counts every match, not the page: only a last page knows it without a count.
-    ...(next === undefined
-      ? { total: page.readings.length }
-      : { link: [{ relation: 'next', url: next }] }),
+    // FHIR's total counts every match, not the page: only a page that is both first and last
+    // knows it without counting.
+    ...(next === undefined ? {} : { link: [{ relation: 'next', url: next }] }),
+    ...(next === undefined && query.cursor === undefined ? { total: page.readings.length } : {}),
     entry: page.readings.map((observation: Observation) => ({
       fullUrl: `urn:uuid:${observation.id}`,
       resource: { ...(observation.resource as object), id: observation.id },
