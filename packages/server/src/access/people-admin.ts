@@ -1,4 +1,4 @@
-import { WardError, isWardError } from '@ward/core'
+import { WardError, isWardError, withArticle } from '@ward/core'
 
 import type { OperationContext } from '../context.js'
 import type { Organization } from '../tenancy/index.js'
@@ -333,7 +333,7 @@ function checkGrantable(by: Role, role: Role): void {
     throw new WardError('ERR_INPUT_INVALID', 'unknown role', { details: { field: 'role' } })
   }
   if (!(grantableRoles[by] ?? []).includes(role)) {
-    throw new WardError('ERR_ACCESS_DENIED', `a ${by} may not grant the role ${role}`, {
+    throw new WardError('ERR_ACCESS_DENIED', `${withArticle(by)} may not grant the role ${role}`, {
       details: { rule: 'deny.role-not-grantable', role },
     })
   }
