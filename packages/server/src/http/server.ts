@@ -120,13 +120,13 @@ export async function buildServer(ward: Ward, logger: Logger, options: ServerOpt
   })
 
   app.setErrorHandler(async (error, request, reply) => {
-    const ward = translateFrameworkError(error)
-    const problem = toProblem(ward, request.id)
+    const translated = translateFrameworkError(error)
+    const problem = toProblem(translated, request.id)
     if (problem.status >= 500) {
       request.log.error({ code: problem.code, err: errorSummary(error) }, 'request failed')
     }
     if (problem.status === 401) reply.header('www-authenticate', 'Bearer realm="ward"')
-    const retryAfter = retryAfterOf(ward)
+    const retryAfter = retryAfterOf(translated)
     if (retryAfter !== undefined) reply.header('retry-after', retryAfter)
     return reply.status(problem.status).type('application/problem+json').send(problem)
   })
