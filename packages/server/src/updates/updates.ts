@@ -7,6 +7,7 @@ import type { OperationContext } from '../context.js'
 import type { Transaction } from '../store/index.js'
 import { findOrganization, findOrganizationById, type Organization } from '../tenancy/index.js'
 import type { Ward } from '../ward.js'
+import type { FirmwareReleaseTable } from './tables.js'
 import {
   currentTargets,
   ensureRepository,
@@ -425,24 +426,7 @@ export async function listInstallReports(
   }))
 }
 
-function releaseOf(
-  row: {
-    id: string
-    organization_id: string
-    target_name: string
-    version: string
-    min_version: string
-    models: string
-    hardware_revisions: string
-    notes: string
-    image_sha256: string
-    length: number
-    sbom: Uint8Array | null
-    targets_version: number
-    created_at: string
-  },
-  listed: ReadonlySet<string> | undefined,
-): Release {
+function releaseOf(row: FirmwareReleaseTable, listed: ReadonlySet<string> | undefined): Release {
   return {
     id: row.id,
     organizationId: row.organization_id,
