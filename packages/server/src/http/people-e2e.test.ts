@@ -15,6 +15,18 @@ const password = 'amber meadow thunder quietly'
  * `ward admin create` makes them; everyone after is made over the API by someone signed in
  * with a password and, where the role is privileged, a TOTP second factor.
  */
+/** Calls the fixture's API as a client would, with a bearer token when given one. */
+function bearerCall(fixture: AccessFixture) {
+  return (method: string, path: string, token?: string, body?: unknown) =>
+    fixture.call(
+      method,
+      path,
+      undefined,
+      body,
+      token === undefined ? {} : { authorization: `Bearer ${token}` },
+    )
+}
+
 for (const { dialect, skip } of dialects) {
   describe(`people over the API with real sign-in on ${dialect}`, { skip }, () => {
     const fixture = new AccessFixture()
@@ -28,14 +40,7 @@ for (const { dialect, skip } of dialects) {
       await fixture.stop()
     })
 
-    const call = (method: string, path: string, token?: string, body?: unknown) =>
-      fixture.call(
-        method,
-        path,
-        undefined,
-        body,
-        token === undefined ? {} : { authorization: `Bearer ${token}` },
-      )
+    const call = bearerCall(fixture)
     const json = (answer: Answer) => answer.json as Record<string, unknown>
 
     /** Chooses the password with the setup token, then signs in with it. */
@@ -254,14 +259,7 @@ for (const { dialect, skip } of dialects) {
       await fixture.stop()
     })
 
-    const call = (method: string, path: string, token?: string, body?: unknown) =>
-      fixture.call(
-        method,
-        path,
-        undefined,
-        body,
-        token === undefined ? {} : { authorization: `Bearer ${token}` },
-      )
+    const call = bearerCall(fixture)
 
     test('a privileged person acts without a second factor, and each action says MFA was waived', async () => {
       const ward = fixture.running.ward

@@ -287,20 +287,21 @@ for (const { dialect, skip } of dialects) {
       )
     })
 
+    /** A new organization with one active pulse oximeter, `serial`. */
+    async function organizationWithDevice(slug: string, serial: string) {
+      const context = systemContext('test')
+      const organization = await ward.createOrganization(context, { slug, name: slug })
+      await ward.fleet.createDeviceModel(context, slug, standardDeviceModels[0]!)
+      await ward.fleet.createDevice(context, slug, { serial, model: standardDeviceModels[0]!.name })
+      const device = await ward.store.transaction(async (tx) =>
+        setDeviceStatus(tx, await findDevice(tx, organization.id, serial), 'active'),
+      )
+      return { organization, device }
+    }
+
     test('a release the newest targets no longer list is withdrawn: no rollout takes it, none offers it', async () => {
       const context = systemContext('test')
-      const organization = await ward.createOrganization(context, {
-        slug: 'withdraws',
-        name: 'Withdraws',
-      })
-      await ward.fleet.createDeviceModel(context, 'withdraws', standardDeviceModels[0]!)
-      await ward.fleet.createDevice(context, 'withdraws', {
-        serial: 'PO-W',
-        model: standardDeviceModels[0]!.name,
-      })
-      const device = await ward.store.transaction(async (tx) =>
-        setDeviceStatus(tx, await findDevice(tx, organization.id, 'PO-W'), 'active'),
-      )
+      const { organization, device } = await organizationWithDevice('withdraws', 'PO-W')
       const signer = new OfflineSigner(await ward.updates.onlineKeys(context, 'withdraws'))
       const first = signer.release({ name: 'fw-1.1.0.bin', image: firmwareImage('w') })
       await publish(ward, 'withdraws', signer.bundle({ 1: signer.root(1) }, first))
@@ -344,18 +345,7 @@ for (const { dialect, skip } of dialects) {
 
     test('refuses a rollout of a release no newer than what every targeted device reported running', async () => {
       const context = systemContext('test')
-      const organization = await ward.createOrganization(context, {
-        slug: 'downgrades',
-        name: 'Downgrades',
-      })
-      await ward.fleet.createDeviceModel(context, 'downgrades', standardDeviceModels[0]!)
-      await ward.fleet.createDevice(context, 'downgrades', {
-        serial: 'PO-1',
-        model: standardDeviceModels[0]!.name,
-      })
-      const device = await ward.store.transaction(async (tx) =>
-        setDeviceStatus(tx, await findDevice(tx, organization.id, 'PO-1'), 'active'),
-      )
+      const { organization, device } = await organizationWithDevice('downgrades', 'PO-1')
       const signer = new OfflineSigner(await ward.updates.onlineKeys(context, 'downgrades'))
       signer.release({ name: 'fw-1.1.0.bin', image: firmwareImage('1') })
       signer.release({
